@@ -26,6 +26,11 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} with shape {tuple(shape) if shape is not None else '?'} and dtype {dtype}"
 
 
+def _writable(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous array torch may wrap (read-only arrays, e.g. from PIL, are copied)."""
+    return np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order="C")
+
+
 def to_rgb(image: Any, *, name: str = "image") -> torch.Tensor:
     """Convert one image to ``[H, W, 3]`` float32 RGB in ``0..1``.
 
@@ -52,7 +57,7 @@ def to_rgb(image: Any, *, name: str = "image") -> torch.Tensor:
     if isinstance(image, np.ndarray):
         if image.dtype == np.bool_:
             image = image.astype(np.float32)
-        tensor = torch.from_numpy(np.ascontiguousarray(image))
+        tensor = torch.from_numpy(_writable(image))
     elif torch.is_tensor(image):
         tensor = image
     else:
@@ -122,7 +127,7 @@ def to_mask(mask: Any, *, name: str = "mask") -> torch.Tensor:
             mask = np.asarray(mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L"))
     except ImportError:  # pragma: no cover
         pass
-    tensor = torch.from_numpy(np.ascontiguousarray(mask)) if isinstance(mask, np.ndarray) else mask
+    tensor = torch.from_numpy(_writable(mask)) if isinstance(mask, np.ndarray) else mask
     if not torch.is_tensor(tensor):
         raise TypeError(f"{name}: expected a tensor, array or PIL image; got {type(mask).__name__}")
     if tensor.ndim == 3 and tensor.shape[0] == 1:

@@ -1,0 +1,347 @@
+"""Open-vocabulary detection with GroundingDINO (transformers).
+
+``GroundingDinoDetector.detect(images, "shoes, bag")`` returns one :class:`Detections` per image:
+boxes in XYXY pixels of that image's original size, scores, and the phrase each box was matched to.
+
+Pipeline, per chunk of same-size images:
+
+1. the prompt is normalised (``"shoes . bag ."``) and tokenised once;
+2. each image is resized so its short side is ``shortest_edge`` (800) without the long side
+   exceeding ``longest_edge`` (1333), normalised with the processor's mean/std (all in torch, on the
+   model's device);
+3. the model predicts ``num_queries`` boxes (normalised cxcywh) with a score per text token;
+4. a box is kept when its best token score exceeds ``box_threshold``; its label is made of the
+   tokens whose score exceeds ``text_threshold`` (GroundingDINO's reference rule, the same as
+   ``post_process_grounded_object_detection``); boxes are scaled to the original image size,
+   clipped to it, de-duplicated per label by NMS, sorted by score and cut to ``max_detections``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .images import to_rgb_list
+from .prompts import normalize_prompt, split_categories
+from .structures import Detections
+
+__all__ = [
+    "GroundingDinoDetector",
+    "box_cxcywh_to_xyxy",
+    "box_iou",
+    "nms",
+    "resize_shortest_edge",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BOX_THRESHOLD = 0.30
+DEFAULT_TEXT_THRESHOLD = 0.25
+DEFAULT_NMS_IOU = 0.5
+
+
+def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` (cx, cy, w, h) → ``[..., 4]`` (x0, y0, x1, y1), same units."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU matrix ``[N, M]`` of XYXY boxes ``a [N, 4]`` and ``b [M, 4]`` (0 for empty boxes)."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups: Sequence[str] | None = None) -> torch.Tensor:
+    """Greedy non-maximum suppression.
+
+    Arguments:
+        boxes: ``[N, 4]`` XYXY.
+        scores: ``[N]``.
+        iou_threshold: a box is dropped when it overlaps a higher-scoring kept box of the same group
+            by more than this IoU. ``>= 1`` disables suppression.
+        groups: optional group name per box (labels); boxes of different groups never suppress
+            each other.
+
+    Returns:
+        ``[K]`` long indices of the kept boxes, by decreasing score.
+    """
+    order = torch.argsort(scores, descending=True, stable=True)
+    if iou_threshold >= 1.0 or boxes.shape[0] <= 1:
+        return order
+    iou = box_iou(boxes, boxes)
+    if groups is not None:
+        codes = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+        gid = torch.tensor([codes[g] for g in groups], device=boxes.device)
+        iou = torch.where(gid[:, None] == gid[None, :], iou, torch.zeros_like(iou))
+    suppressed = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    keep: list[int] = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.long, device=boxes.device)
+
+
+def resize_shortest_edge(height: int, width: int, shortest: int, longest: int) -> tuple[int, int]:
+    """Output ``(height, width)`` when the short side becomes ``shortest`` but the long side stays
+    within ``longest`` (the DETR / GroundingDINO resizing rule, aspect ratio kept)."""
+    short, long_ = float(min(height, width)), float(max(height, width))
+    size: float = shortest
+    exact = None
+    if long_ / short * shortest > longest:
+        exact = longest * short / long_
+        size = int(round(exact))
+    size = int(size)
+    if (height <= width and height == size) or (width <= height and width == size):
+        return height, width
+    ratio_base = exact if exact is not None else size
+    if width < height:
+        return max(1, int(ratio_base * height / width)), size
+    return size, max(1, int(ratio_base * width / height))
+
+
+class GroundingDinoDetector:
+    """GroundingDINO with its tokenizer and preprocessing, ready to answer text prompts.
+
+    Build it with :meth:`from_pretrained` (a local HF folder, or a hub id fetched through
+    ``huggingface_hub``). The model is kept in eval mode on ``device`` with ``dtype``.
+    """
+
+    def __init__(self, model: torch.nn.Module, processor: Any, *, source: str = "<model>") -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.source = source
+        ip = processor.image_processor
+        size = dict(getattr(ip, "size", None) or {})
+        self.shortest_edge = int(size.get("shortest_edge") or 800)
+        self.longest_edge = int(size.get("longest_edge") or 1333)
+        self.image_mean = torch.tensor(list(getattr(ip, "image_mean", None) or (0.485, 0.456, 0.406)))
+        self.image_std = torch.tensor(list(getattr(ip, "image_std", None) or (0.229, 0.224, 0.225)))
+        self.max_text_len = int(getattr(model.config, "max_text_len", 256))
+        special = {getattr(self.tokenizer, n, None) for n in ("cls_token_id", "sep_token_id", "pad_token_id")}
+        self._special_ids = {int(i) for i in special if i is not None}
+        self._dot_id = self.tokenizer.convert_tokens_to_ids(".")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        local_files_only: bool | None = None,
+    ) -> "GroundingDinoDetector":
+        """Load a transformers GroundingDINO folder (``config.json``, weights, processor and tokenizer files).
+
+        Arguments:
+            path: a local folder, or a hub id such as ``IDEA-Research/grounding-dino-tiny`` (then the
+                HF cache is used; prefer :func:`grounded_inpaint.models.load_detector`, which puts
+                downloads into the models folder).
+            local_files_only: defaults to ``True`` for local folders, so nothing is ever fetched
+                behind the user's back (the tokenizer comes from the folder itself).
+        """
+        from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+        from .errors import CheckpointError
+
+        local = Path(path).is_dir()
+        if local_files_only is None:
+            local_files_only = local
+        kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+        try:
+            processor = GroundingDinoProcessor.from_pretrained(str(path), **kwargs)
+            model = GroundingDinoForObjectDetection.from_pretrained(str(path), use_safetensors=None if local else True, **kwargs)
+        except OSError as exc:
+            raise CheckpointError(
+                f"{path} is not a complete GroundingDINO model folder ({str(exc).strip().splitlines()[0]}); it needs "
+                "config.json, model.safetensors, preprocessor_config.json and the tokenizer files "
+                "(tokenizer.json or vocab.txt) as published in IDEA-Research/grounding-dino-tiny"
+            ) from None
+        except ValueError as exc:
+            raise CheckpointError(f"{path} could not be loaded as GroundingDINO: {exc}") from None
+        model = model.to(device=device, dtype=dtype)
+        return cls(model, processor, source=str(path))
+
+    # ------------------------------------------------------------------ preprocessing
+
+    def tokenize(self, prompt: str) -> dict[str, torch.Tensor]:
+        """Tokenise the normalised ``prompt`` → ``input_ids``, ``attention_mask``, ``token_type_ids`` ``[1, T]``."""
+        caption = normalize_prompt(prompt)
+        tokens = self.tokenizer(caption, return_tensors="pt", truncation=True, max_length=self.max_text_len)
+        if tokens["input_ids"].shape[1] >= self.max_text_len:
+            log.warning("the prompt is longer than %d tokens and was cut: %r", self.max_text_len, caption)
+        tokens.setdefault("token_type_ids", torch.zeros_like(tokens["input_ids"]))
+        return {k: tokens[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def preprocess(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Same-size ``[H, W, 3]`` float 0..1 images → normalised ``[B, 3, h, w]`` on the model's device."""
+        h, w = images[0].shape[:2]
+        oh, ow = resize_shortest_edge(h, w, self.shortest_edge, self.longest_edge)
+        batch = torch.stack([im.to(self.device, torch.float32) for im in images]).permute(0, 3, 1, 2)
+        if (oh, ow) != (h, w):
+            batch = F.interpolate(batch, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)
+        mean = self.image_mean.to(self.device)[None, :, None, None]
+        std = self.image_std.to(self.device)[None, :, None, None]
+        return ((batch - mean) / std).to(self.dtype)
+
+    # ------------------------------------------------------------------ post-processing
+
+    def _phrase(self, token_ids: torch.Tensor, selected: torch.Tensor, probs: torch.Tensor, categories: list[str], category_of: list[int]) -> str:
+        ids = [int(token_ids[i]) for i in selected.tolist() if int(token_ids[i]) not in self._special_ids and int(token_ids[i]) != self._dot_id]
+        if ids:
+            return self.tokenizer.decode(ids).strip()
+        # No token above text_threshold: name the category of the best token instead of "".
+        valid = torch.tensor([c >= 0 for c in category_of], device=probs.device)
+        best = int(torch.where(valid, probs[: len(category_of)], torch.full_like(probs[: len(category_of)], -1)).argmax())
+        return categories[category_of[best]] if category_of[best] >= 0 else (categories[0] if categories else "")
+
+    def _category_map(self, token_ids: torch.Tensor) -> list[int]:
+        """Category index of each token position (``-1`` for special tokens and separators)."""
+        index, out = 0, []
+        for tid in token_ids.tolist():
+            if tid in self._special_ids:
+                out.append(-1)
+            elif tid == self._dot_id:
+                out.append(-1)
+                index += 1
+            else:
+                out.append(index)
+        return out
+
+    def postprocess(
+        self,
+        logits: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        input_ids: torch.Tensor,
+        image_size: tuple[int, int],
+        *,
+        prompt: str,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        max_detections: int | None = None,
+        nms_iou: float | None = DEFAULT_NMS_IOU,
+    ) -> Detections:
+        """Turn one image's raw outputs into :class:`Detections`.
+
+        Arguments:
+            logits: ``[Q, T]`` raw token logits of each query.
+            pred_boxes: ``[Q, 4]`` normalised cxcywh (relative to the unpadded image).
+            input_ids: ``[T']`` token ids of the caption (``T' <= T``).
+            image_size: original ``(height, width)``; boxes are returned in its pixels.
+        """
+        h, w = image_size
+        probs = logits.float().sigmoid()
+        scores = probs.max(dim=-1).values
+        keep = scores > box_threshold
+        if not bool(keep.any()):
+            return Detections.empty(image_size)
+        probs, scores = probs[keep], scores[keep]
+        boxes = box_cxcywh_to_xyxy(pred_boxes[keep].float()) * torch.tensor([w, h, w, h], dtype=torch.float32, device=logits.device)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        # The reference rule: tokens above text_threshold, ignoring the first and the last position.
+        posmap = probs > text_threshold
+        posmap[:, 0] = False
+        posmap[:, -1] = False
+        categories = split_categories(prompt)
+        category_of = self._category_map(input_ids)
+        ids = input_ids.to(logits.device)
+        labels = [
+            self._phrase(ids, posmap[i, : ids.shape[0]].nonzero().flatten(), probs[i], categories, category_of)
+            for i in range(probs.shape[0])
+        ]
+        order = nms(boxes, scores, nms_iou if nms_iou is not None else 1.0, labels)
+        if max_detections is not None and max_detections >= 0:
+            order = order[:max_detections]
+        return Detections(boxes[order].cpu(), scores[order].cpu(), [labels[i] for i in order.tolist()], image_size)
+
+    # ------------------------------------------------------------------ detection
+
+    @torch.inference_mode()
+    def detect(
+        self,
+        images: Any,
+        prompt: str,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        max_detections: int | None = None,
+        nms_iou: float | None = DEFAULT_NMS_IOU,
+        *,
+        batch_size: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Detections]:
+        """Find the objects named in ``prompt`` in every image.
+
+        Arguments:
+            images: ``[B, H, W, C]`` tensor, a list of images (sizes may differ) or one image; see
+                :func:`grounded_inpaint.images.to_rgb`.
+            prompt: e.g. ``"shoes"`` or ``"dress, handbag"`` (``.``/``,`` separate categories).
+            box_threshold: minimum box confidence, 0..1.
+            text_threshold: minimum token score for a word to be part of a box's label, 0..1.
+            max_detections: keep at most this many boxes per image (highest scores), ``None`` = all.
+            nms_iou: IoU above which a lower-scoring box with the same label is dropped;
+                ``None`` or ``>= 1`` keeps duplicates.
+            batch_size: how many same-size images go through the model at once.
+            progress: ``progress(done, total)`` after each image.
+
+        Returns:
+            ``B`` :class:`Detections`, aligned with the input (empty where nothing was found).
+        """
+        for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
+            if not (0.0 <= float(value) <= 1.0) or math.isnan(float(value)):
+                raise ValueError(f"{name} must be between 0 and 1; got {value}")
+        pictures = to_rgb_list(images)
+        tokens = {k: v.to(self.device) for k, v in self.tokenize(prompt).items()}
+        results: list[Detections] = []
+        start = 0
+        while start < len(pictures):
+            chunk = [pictures[start]]
+            while (
+                len(chunk) < max(1, batch_size)
+                and start + len(chunk) < len(pictures)
+                and pictures[start + len(chunk)].shape == pictures[start].shape
+            ):
+                chunk.append(pictures[start + len(chunk)])
+            pixel_values = self.preprocess(chunk)
+            b = pixel_values.shape[0]
+            outputs = self.model(
+                pixel_values=pixel_values,
+                pixel_mask=torch.ones(b, *pixel_values.shape[-2:], dtype=torch.long, device=self.device),
+                input_ids=tokens["input_ids"].expand(b, -1),
+                attention_mask=tokens["attention_mask"].expand(b, -1),
+                token_type_ids=tokens["token_type_ids"].expand(b, -1),
+            )
+            for i, picture in enumerate(chunk):
+                results.append(
+                    self.postprocess(
+                        outputs.logits[i], outputs.pred_boxes[i], tokens["input_ids"][0],
+                        (int(picture.shape[0]), int(picture.shape[1])), prompt=prompt,
+                        box_threshold=box_threshold, text_threshold=text_threshold,
+                        max_detections=max_detections, nms_iou=nms_iou,
+                    )
+                )
+                if progress is not None:
+                    progress(len(results), len(pictures))
+            start += len(chunk)
+        return results

@@ -1,0 +1,121 @@
+"""The models the pack knows how to fetch, and where each one goes.
+
+Folder names follow what other ComfyUI packs already use, so files users have are found:
+``models/grounding-dino`` for detectors and ``models/sams`` for SAM checkpoints.
+
+A known model is either a Hugging Face folder (config + safetensors + processor files, fetched with
+``huggingface_hub``) or a single file (Meta's ``.pth`` checkpoints, fetched from their official
+address). Downloads are checked against ``sha256`` where it is listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["KnownModel", "KNOWN_MODELS", "DETECTOR_FOLDER", "SAM_FOLDER", "known_models", "find_known"]
+
+DETECTOR_FOLDER = "grounding-dino"
+SAM_FOLDER = "sams"
+
+Family = Literal["grounding-dino", "sam"]
+
+_HF_GDINO_FILES = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+)
+_HF_SAM_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model that can be downloaded on first use.
+
+    Attributes:
+        name: the name shown in dropdowns and accepted by the CLI; also the file or folder name
+            it is stored under inside ``folder``.
+        family: ``"grounding-dino"`` or ``"sam"``.
+        folder: the models sub-folder it belongs in (``grounding-dino`` or ``sams``).
+        backend: which loader reads it: ``"transformers"`` (a HF folder) or ``"meta"`` (a ``.pth``).
+        repo_id: Hugging Face repository for HF folders.
+        files: the files of a HF folder that are fetched (weights as safetensors only).
+        url: the download address of a single-file model.
+        sha256: checksum of the single file (or of ``model.safetensors`` for a folder), if known.
+        size_mb: approximate download size.
+        license: the weights' licence.
+    """
+
+    name: str
+    family: Family
+    folder: str
+    backend: Literal["transformers", "meta"]
+    size_mb: int
+    license: str
+    repo_id: str | None = None
+    files: tuple[str, ...] = ()
+    url: str | None = None
+    sha256: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.repo_id is not None
+
+    @property
+    def source(self) -> str:
+        """Where a person can get it by hand."""
+        return f"https://huggingface.co/{self.repo_id}" if self.repo_id else str(self.url)
+
+
+KNOWN_MODELS: tuple[KnownModel, ...] = (
+    KnownModel(
+        "grounding-dino-tiny", "grounding-dino", DETECTOR_FOLDER, "transformers", 694, "Apache-2.0",
+        repo_id="IDEA-Research/grounding-dino-tiny", files=_HF_GDINO_FILES,
+        sha256="1a2412ef99bd74bcd3c2a246fa1e48581f8889a1300c9051974741314fc042f3",
+    ),
+    KnownModel(
+        "grounding-dino-base", "grounding-dino", DETECTOR_FOLDER, "transformers", 933, "Apache-2.0",
+        repo_id="IDEA-Research/grounding-dino-base", files=_HF_GDINO_FILES,
+    ),
+    KnownModel(
+        "sam_vit_b_01ec64.pth", "sam", SAM_FOLDER, "meta", 375, "Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+    ),
+    KnownModel(
+        "sam_vit_l_0b3195.pth", "sam", SAM_FOLDER, "meta", 1250, "Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+    ),
+    KnownModel(
+        "sam_vit_h_4b8939.pth", "sam", SAM_FOLDER, "meta", 2560, "Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+    ),
+    KnownModel(
+        "sam-vit-base", "sam", SAM_FOLDER, "transformers", 375, "Apache-2.0",
+        repo_id="facebook/sam-vit-base", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam-vit-large", "sam", SAM_FOLDER, "transformers", 1250, "Apache-2.0",
+        repo_id="facebook/sam-vit-large", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam-vit-huge", "sam", SAM_FOLDER, "transformers", 2560, "Apache-2.0",
+        repo_id="facebook/sam-vit-huge", files=_HF_SAM_FILES,
+    ),
+)
+
+
+def known_models(family: Family | None = None) -> list[KnownModel]:
+    """The known models, optionally only those of one family, in a stable order."""
+    return [m for m in KNOWN_MODELS if family is None or m.family == family]
+
+
+def find_known(name: str, family: Family | None = None) -> KnownModel | None:
+    """The known model called ``name`` (or whose hub id is ``name``), or ``None``."""
+    for model in known_models(family):
+        if name in (model.name, model.repo_id):
+            return model
+    return None

@@ -1,0 +1,366 @@
+"""One SAM predictor interface over Meta's ``segment_anything`` and transformers' ``SamModel``.
+
+Like Meta's ``SamPredictor``: :meth:`SamPredictorBase.set_image` runs the heavy image encoder once,
+then :meth:`SamPredictorBase.predict` answers any number of prompts (boxes, positive/negative points,
+low-resolution mask logits) in **one batched decoder call**. All prompt coordinates are given in
+pixels of the original image; masks come back at the original resolution.
+
+Pre- and post-processing are shared by both back ends (so the same weights give the same masks):
+
+* the image is resized so its longest side is ``image_size`` (1024 for released models) with
+  bilinear antialiased interpolation, normalised with the model's mean/std, and zero-padded at
+  the bottom/right to ``image_size × image_size``;
+* prompt coordinates are scaled by the same factors;
+* the decoder's low-resolution logits (``image_size/4`` square) are upsampled to the padded input,
+  cropped to the resized image, upsampled to the original size and thresholded at 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..images import to_rgb
+
+__all__ = [
+    "SamPrediction",
+    "SamPredictorBase",
+    "MetaSamPredictor",
+    "HFSamPredictor",
+    "MultimaskMode",
+    "preprocess_shape",
+]
+
+log = logging.getLogger(__name__)
+
+MultimaskMode = Literal["best", "single", "all"]
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Logit magnitude used when a binary mask is given as a mask prompt.
+MASK_PROMPT_LOGIT = 10.0
+
+
+def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """``(h, w)`` after resizing so the longest side is ``long_side`` (rounded like Meta's transform)."""
+    scale = long_side / max(height, width)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+@dataclass
+class SamPrediction:
+    """Masks answering a batch of ``N`` prompts on one image.
+
+    Attributes:
+        masks: ``[N, K, H, W]`` bool at the original image size (``K`` = 1, or 3 with mode "all").
+        iou: ``[N, K]`` float32, SAM's predicted IoU (mask quality) of each mask.
+        low_res_logits: ``[N, K, m, m]`` float32 decoder logits (``m = image_size / 4``), usable as the
+            ``mask_input`` of a follow-up prediction.
+    """
+
+    masks: torch.Tensor
+    iou: torch.Tensor
+    low_res_logits: torch.Tensor
+
+
+class SamPredictorBase:
+    """Shared image/prompt transforms and the encode-once, prompt-many workflow.
+
+    Subclasses implement :meth:`_encode` (normalised padded ``[1, 3, S, S]`` → image features) and
+    :meth:`_decode` (prompts in the input frame → low-res logits and IoU predictions).
+    """
+
+    #: Number of prompts decoded at once (bounded memory for very many boxes).
+    decode_chunk = 64
+    #: Number of masks upsampled to the original size at once (bounded memory on huge images).
+    upsample_chunk = 4
+
+    def __init__(self, model: torch.nn.Module, *, image_size: int, mean: Sequence[float], std: Sequence[float], source: str) -> None:
+        self.model = model.eval()
+        self.image_size = int(image_size)
+        self.mean = torch.tensor(list(mean), dtype=torch.float32)
+        self.std = torch.tensor(list(std), dtype=torch.float32)
+        self.source = source
+        self.reset_image()
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def is_image_set(self) -> bool:
+        return self.features is not None
+
+    def reset_image(self) -> None:
+        """Forget the current image and its features."""
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    # ---------------------------------------------------------------- transforms
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """``[H, W, 3]`` float 0..1 → normalised, padded ``[1, 3, S, S]`` in the model's dtype and device."""
+        h, w = image.shape[:2]
+        nh, nw = preprocess_shape(h, w, self.image_size)
+        x = image.to(self.device, torch.float32).permute(2, 0, 1)[None]
+        if (nh, nw) != (h, w):
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        x = (x - self.mean.to(self.device)[None, :, None, None]) / self.std.to(self.device)[None, :, None, None]
+        x = F.pad(x, (0, self.image_size - nw, 0, self.image_size - nh))
+        return x.to(self.dtype)
+
+    def _coord_scale(self) -> torch.Tensor:
+        assert self.original_size is not None and self.input_size is not None
+        (h, w), (nh, nw) = self.original_size, self.input_size
+        return torch.tensor([nw / w, nh / h], dtype=torch.float32)
+
+    def transform_coords(self, coords: torch.Tensor) -> torch.Tensor:
+        """``[..., 2]`` (x, y) pixels of the original image → the model's input frame."""
+        return coords.float() * self._coord_scale().to(coords.device)
+
+    def transform_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """``[N, 4]`` XYXY pixels of the original image → the model's input frame."""
+        return self.transform_coords(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+
+    def mask_to_logits(self, mask: torch.Tensor) -> torch.Tensor:
+        """A ``[H, W]`` mask (0..1, original size) → ``[m, m]`` low-resolution logits for ``mask_input``."""
+        assert self.original_size is not None and self.input_size is not None
+        nh, nw = self.input_size
+        m = mask.to(self.device, torch.float32)[None, None]
+        m = F.interpolate(m, size=(nh, nw), mode="bilinear", align_corners=False)
+        m = F.pad(m, (0, self.image_size - nw, 0, self.image_size - nh))
+        side = self.image_size // 4
+        m = F.interpolate(m, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        return ((m[0, 0] > 0.5).float() * 2 - 1) * MASK_PROMPT_LOGIT
+
+    def postprocess_masks(self, low_res: torch.Tensor) -> torch.Tensor:
+        """``[N, K, m, m]`` logits → ``[N, K, H, W]`` bool masks at the original size (chunked)."""
+        assert self.original_size is not None and self.input_size is not None
+        (h, w), (nh, nw) = self.original_size, self.input_size
+        n, k = low_res.shape[:2]
+        out = torch.empty(n, k, h, w, dtype=torch.bool, device=low_res.device)
+        flat = low_res.reshape(n * k, 1, *low_res.shape[-2:]).float()
+        out_flat = out.view(n * k, h, w)
+        for start in range(0, n * k, self.upsample_chunk):
+            part = flat[start : start + self.upsample_chunk]
+            part = F.interpolate(part, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            part = part[..., :nh, :nw]
+            part = F.interpolate(part, size=(h, w), mode="bilinear", align_corners=False)
+            out_flat[start : start + part.shape[0]] = part[:, 0] > 0.0
+        return out
+
+    # ---------------------------------------------------------------- workflow
+
+    @torch.inference_mode()
+    def set_image(self, image: Any) -> None:
+        """Encode ``image`` (anything :func:`grounded_inpaint.images.to_rgb` accepts) once."""
+        picture = to_rgb(image)
+        h, w = int(picture.shape[0]), int(picture.shape[1])
+        self.original_size = (h, w)
+        self.input_size = preprocess_shape(h, w, self.image_size)
+        self.features = self._encode(self.preprocess(picture))
+
+    def set_features(self, features: torch.Tensor, original_size: tuple[int, int]) -> None:
+        """Reuse features computed earlier for an image of ``original_size`` (skips the encoder)."""
+        self.features = features
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = preprocess_shape(*self.original_size, self.image_size)
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        boxes: torch.Tensor | None = None,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask: MultimaskMode = "single",
+    ) -> SamPrediction:
+        """Masks for ``N`` prompts on the current image, decoded in one batched call.
+
+        Arguments:
+            boxes: ``[N, 4]`` XYXY pixels of the original image, or ``None``.
+            point_coords: ``[N, P, 2]`` (x, y) pixels of the original image, or ``None``.
+            point_labels: ``[N, P]``: 1 = foreground, 0 = background, -1 = padding (ignored point).
+            mask_input: ``[N, m, m]`` low-resolution logits (``m = image_size / 4``), e.g. a previous
+                prediction's ``low_res_logits`` or :meth:`mask_to_logits` of a drawn mask.
+            multimask: ``"single"``: SAM's single-mask output; ``"best"``: of the 3 multimask outputs, the
+                one with the highest predicted IoU; ``"all"``: the 3 multimask outputs.
+
+        Returns:
+            :class:`SamPrediction` with ``K = 3`` for ``"all"`` and ``K = 1`` otherwise.
+        """
+        if self.features is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        if multimask not in ("single", "best", "all"):
+            raise ValueError(f"multimask must be 'single', 'best' or 'all'; got {multimask!r}")
+        sizes = {t.shape[0] for t in (boxes, point_coords, mask_input) if t is not None}
+        if not sizes:
+            raise ValueError("predict needs at least one prompt: boxes, point_coords or mask_input")
+        if len(sizes) > 1:
+            raise ValueError(f"boxes, point_coords and mask_input must describe the same number of prompts; got {sorted(sizes)}")
+        if point_coords is not None:
+            if point_labels is None:
+                raise ValueError("point_coords need point_labels (1 = foreground, 0 = background)")
+            if point_coords.ndim != 3 or point_coords.shape[-1] != 2 or tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+                raise ValueError(
+                    f"point_coords must be [N, P, 2] and point_labels [N, P]; got {tuple(point_coords.shape)} "
+                    f"and {tuple(point_labels.shape)}"
+                )
+        if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
+            raise ValueError(f"boxes must be [N, 4] XYXY pixels; got {tuple(boxes.shape)}")
+        n = sizes.pop()
+        dev = self.device
+        t_boxes = self.transform_boxes(boxes.to(dev)) if boxes is not None else None
+        t_points = self.transform_coords(point_coords.to(dev)) if point_coords is not None else None
+        t_labels = point_labels.to(dev).long() if point_labels is not None else None
+        t_masks = mask_input.to(dev, torch.float32) if mask_input is not None else None
+        multimask_output = multimask != "single"
+        logits_parts, iou_parts = [], []
+        for s in range(0, n, self.decode_chunk):
+            sl = slice(s, s + self.decode_chunk)
+            logits, iou = self._decode(
+                t_boxes[sl] if t_boxes is not None else None,
+                t_points[sl] if t_points is not None else None,
+                t_labels[sl] if t_labels is not None else None,
+                t_masks[sl] if t_masks is not None else None,
+                multimask_output,
+            )
+            logits_parts.append(logits.float())
+            iou_parts.append(iou.float())
+        logits = torch.cat(logits_parts)
+        iou = torch.cat(iou_parts)
+        if multimask == "best":
+            best = iou.argmax(dim=1)
+            rows = torch.arange(n, device=iou.device)
+            logits = logits[rows, best][:, None]
+            iou = iou[rows, best][:, None]
+        return SamPrediction(self.postprocess_masks(logits), iou, logits)
+
+    # ---------------------------------------------------------------- back end hooks
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _decode(
+        self,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        masks: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MetaSamPredictor(SamPredictorBase):
+    """Predictor over Meta's ``segment_anything.modeling.Sam`` (the ``sam_vit_*.pth`` files)."""
+
+    def __init__(self, model: torch.nn.Module, *, source: str = "<model>") -> None:
+        mean = (model.pixel_mean.flatten() / 255.0).tolist()
+        std = (model.pixel_std.flatten() / 255.0).tolist()
+        super().__init__(model, image_size=model.image_encoder.img_size, mean=mean, std=std, source=source)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> "MetaSamPredictor":
+        """Load a Meta-format SAM checkpoint; the architecture is read from the tensor shapes."""
+        from ..checkpoints import load_state_dict
+        from .meta_arch import build_meta_sam, infer_meta_sam_arch, load_meta_sam_state_dict
+
+        state_dict = load_state_dict(path)
+        arch = infer_meta_sam_arch(state_dict, source=str(path))
+        model = build_meta_sam(arch)
+        load_meta_sam_state_dict(model, state_dict, source=str(path))
+        log.info("loaded %s as Meta SAM %s", path, arch.name)
+        return cls(model.to(device=device, dtype=dtype), source=str(path))
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.image_encoder(pixels)
+
+    def _decode(self, boxes, points, labels, masks, multimask_output):
+        sam = self.model
+        dtype = self.dtype
+        point_arg = (points.to(dtype), labels) if points is not None else None
+        sparse, dense = sam.prompt_encoder(
+            points=point_arg,
+            boxes=boxes.to(dtype) if boxes is not None else None,
+            masks=masks[:, None].to(dtype) if masks is not None else None,
+        )
+        return sam.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+
+
+class HFSamPredictor(SamPredictorBase):
+    """Predictor over transformers' ``SamModel`` (HF folders such as ``facebook/sam-vit-base``)."""
+
+    def __init__(self, model: torch.nn.Module, *, mean=_IMAGENET_MEAN, std=_IMAGENET_STD, source: str = "<model>") -> None:
+        super().__init__(model, image_size=model.config.vision_config.image_size, mean=mean, std=std, source=source)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> "HFSamPredictor":
+        """Load a transformers SAM folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``)."""
+        from transformers import SamModel
+
+        from ..errors import CheckpointError
+
+        folder = Path(path)
+        try:
+            model = SamModel.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{folder} is not a transformers SAM folder ({str(exc).strip().splitlines()[0]}); it needs "
+                "config.json and model.safetensors as published in facebook/sam-vit-base"
+            ) from None
+        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
+        pre = folder / "preprocessor_config.json"
+        if pre.is_file():
+            cfg = json.loads(pre.read_text())
+            mean = tuple(cfg.get("image_mean") or mean)
+            std = tuple(cfg.get("image_std") or std)
+        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(folder))
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_embeddings(pixels)
+
+    def _decode(self, boxes, points, labels, masks, multimask_output):
+        model = self.model
+        dtype = self.dtype
+        n = next(t.shape[0] for t in (boxes, points, masks) if t is not None)
+        sparse, dense = model.prompt_encoder(
+            input_points=points[:, None].to(dtype) if points is not None else None,
+            input_labels=labels[:, None] if labels is not None else None,
+            input_boxes=boxes[:, None].to(dtype) if boxes is not None else None,
+            input_masks=masks[:, None].to(dtype) if masks is not None else None,
+        )
+        if dense.shape[0] != n:
+            dense = dense.expand(n, -1, -1, -1)
+        features = self.features.expand(n, -1, -1, -1)
+        pos = model.get_image_wide_positional_embeddings().to(dtype).expand(n, -1, -1, -1)
+        low_res, iou = model.mask_decoder(
+            image_embeddings=features,
+            image_positional_embeddings=pos,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )[:2]
+        return low_res[:, 0], iou[:, 0]
