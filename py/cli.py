@@ -128,10 +128,8 @@ def _progress_bar(total: int, desc: str, quiet: bool):
 
 
 def run_mask(args: argparse.Namespace) -> int:
-    import torch
-
     from .images import load_image, save_image, save_mask
-    from .masks import make_inpaint_mask, parse_indices, select_instances
+    from .masks import make_inpaint_mask, parse_indices, select_indices
     from .models import load_detector, load_segmenter
     from .overlay import cutout, draw_segments
     from .prompts import normalize_prompt
@@ -164,7 +162,8 @@ def run_mask(args: argparse.Namespace) -> int:
                 [image], args.prompt, args.box_threshold, args.text_threshold, args.max_detections, args.nms_iou
             )[0]
             segments = segment(predictor, [image], [found], multimask=args.multimask)[0]
-            chosen = select_instances(segments, indices=indices, top_k=args.top_k, labels=labels, min_score=args.min_score)
+            selected = select_indices(segments, indices=indices, top_k=args.top_k, labels=labels, min_score=args.min_score)
+            chosen = segments.take(selected)
             options = dict(threshold=args.threshold, fill_holes=args.fill_holes, min_area=args.min_area, grow=args.grow)
             objects = make_inpaint_mask(chosen, image_size=segments.image_size, **options, invert=False, feather=args.feather)
             mask = make_inpaint_mask(chosen, image_size=segments.image_size, **options, invert=args.invert, feather=args.feather)
@@ -184,8 +183,7 @@ def run_mask(args: argparse.Namespace) -> int:
                     "fill_holes": args.fill_holes, "min_area": args.min_area, "threshold": args.threshold,
                 },
                 **segments.to_json(),
-                "selected": [i for i, lab in enumerate(segments.labels) if any(
-                    lab == c and torch.equal(segments.masks[i], chosen.masks[j]) for j, c in enumerate(chosen.labels))],
+                "selected": selected,
             }
             (folder / "detections.json").write_text(json.dumps(record, indent=2) + "\n")
             summary.append((path.name, len(segments), folder))
@@ -228,6 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .errors import CheckpointError, ModelNotFoundError
     from .prompts import EmptyPromptError
+
+    try:  # transformers draws a "Loading weights" bar per model; ours are enough
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
 
     try:
         if args.command == "models":

@@ -163,6 +163,8 @@ class GroundingDinoDetector:
         """
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
+        from safetensors import SafetensorError
+
         from .errors import CheckpointError
 
         local = Path(path).is_dir()
@@ -178,8 +180,11 @@ class GroundingDinoDetector:
                 "config.json, model.safetensors, preprocessor_config.json and the tokenizer files "
                 "(tokenizer.json or vocab.txt) as published in IDEA-Research/grounding-dino-tiny"
             ) from None
-        except ValueError as exc:
-            raise CheckpointError(f"{path} could not be loaded as GroundingDINO: {exc}") from None
+        except (ValueError, RuntimeError, SafetensorError) as exc:
+            raise CheckpointError(
+                f"{path} could not be loaded as GroundingDINO ({type(exc).__name__}: {str(exc).strip().splitlines()[0]}); "
+                "a file in it is probably truncated or corrupted: delete the folder and download it again"
+            ) from None
         model = model.to(device=device, dtype=dtype)
         return cls(model, processor, source=str(path))
 

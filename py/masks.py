@@ -26,7 +26,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from .structures import Segments
@@ -34,6 +33,7 @@ from .structures import Segments
 __all__ = [
     "parse_indices",
     "select_instances",
+    "select_indices",
     "union",
     "invert",
     "threshold",
@@ -150,7 +150,22 @@ def select_instances(
     labels: Sequence[str] | str | None = None,
     min_score: float = 0.0,
 ) -> Segments:
-    """Keep the instances that pass all the given filters.
+    """The instances that pass all the given filters, as a new :class:`Segments`.
+
+    See :func:`select_indices` for the filters.
+    """
+    return segments.take(select_indices(segments, indices=indices, top_k=top_k, labels=labels, min_score=min_score))
+
+
+def select_indices(
+    segments: Segments,
+    *,
+    indices: Sequence[int] | None = None,
+    top_k: int | None = None,
+    labels: Sequence[str] | str | None = None,
+    min_score: float = 0.0,
+) -> list[int]:
+    """Positions of the instances that pass all the given filters.
 
     The filters combine as an intersection and are applied in this order: ``labels``,
     ``min_score``, ``indices``, ``top_k``. The result keeps the original order of the instances.
@@ -171,7 +186,7 @@ def select_instances(
         min_score: keep instances whose score is ``>= min_score``; in ``0..1`` (0 keeps all).
 
     Returns:
-        A new :class:`Segments` with the kept instances (possibly none).
+        The kept positions in increasing order (possibly none).
 
     Raises:
         ValueError: ``top_k < 0`` or ``min_score`` outside ``0..1``.
@@ -194,7 +209,7 @@ def select_instances(
         keep = [i for i in keep if i in chosen]
     if top_k:
         keep = _top_k(keep, scores, int(top_k))
-    return segments.take(keep)
+    return keep
 
 
 def _resolve_indices(indices: Sequence[int], n: int) -> set[int]:
@@ -284,7 +299,8 @@ def union(masks: torch.Tensor, image_size: tuple[int, int] | None = None) -> tor
     """The union of instance masks.
 
     Arguments:
-        masks: ``[N, H, W]`` bool or float (soft masks are combined with the maximum).
+        masks: ``[N, H, W]`` bool or float (soft masks are combined with the maximum); a
+            :class:`Segments` is accepted too (its masks are used).
         image_size: ``(height, width)``; required when ``N == 0`` (the result is then all zero),
             checked against ``masks`` otherwise.
 
@@ -452,17 +468,43 @@ def _gaussian_taps(sigma: float, radius: int) -> list[float]:
     return (weights / weights.sum()).tolist()
 
 
-def _blur_along(x: torch.Tensor, taps: Sequence[float], dim: int) -> torch.Tensor:
-    """Convolve ``x`` along ``dim`` with ``taps`` (odd length), replicating the edges."""
+#: On the CPU the blur works on blocks of about this many elements, so that each block and its
+#: padded copy stay in cache while all the taps are accumulated.
+_BLUR_BLOCK_ELEMENTS = 1 << 19
+
+
+def _blur_rows(rows: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Convolve each row of a 2-D tensor with ``taps`` (odd length), replicating the row ends.
+
+    Arguments:
+        rows: ``[R, L]`` float32.
+        taps: ``2 * radius + 1`` weights.
+
+    Returns:
+        ``[R, L]`` float32, a new tensor.
+    """
     radius = len(taps) // 2
-    length = x.shape[dim]
+    length = rows.shape[-1]
     # Replicate padding by indexing works for any size, even when radius > length.
-    index = torch.arange(-radius, length + radius, device=x.device).clamp_(0, length - 1)
-    padded = x.index_select(dim, index)
-    out = padded.narrow(dim, 0, length) * taps[0]
-    for i in range(1, len(taps)):
-        out.add_(padded.narrow(dim, i, length), alpha=taps[i])
+    index = torch.arange(-radius, length + radius, device=rows.device).clamp_(0, length - 1)
+    out = torch.empty_like(rows)
+    block = rows.shape[0] if rows.is_cuda else max(1, _BLUR_BLOCK_ELEMENTS // (length + 2 * radius))
+    for start in range(0, rows.shape[0], block):
+        padded = rows[start : start + block].index_select(1, index)
+        target = out[start : start + block]
+        torch.mul(padded[:, 0:length], taps[0], out=target)
+        for i in range(1, len(taps)):
+            target.add_(padded[:, i : i + length], alpha=taps[i])
     return out
+
+
+def _blur_2d(mask: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Separable blur of the last two dimensions of ``[..., H, W]`` with the same taps."""
+    height, width = mask.shape[-2:]
+    horizontal = _blur_rows(mask.reshape(-1, width), taps).reshape(mask.shape)
+    columns = horizontal.transpose(-1, -2).contiguous()
+    vertical = _blur_rows(columns.reshape(-1, height), taps).reshape(columns.shape)
+    return vertical.transpose(-1, -2).contiguous()
 
 
 def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
@@ -474,7 +516,8 @@ def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
     pixels further than ``radius`` from any edge keep their value. The image border is extended
     by replicating the edge pixels (no reflection, so masks smaller than the kernel work and a
     mask touching the border does not fade there). Soft masks are blurred as they are (no
-    binarisation).
+    binarisation). The cost is proportional to ``pixels`` (two passes of ``2 * radius + 1``
+    shifted multiply-adds, done block by block on the CPU to stay in cache).
 
     Arguments:
         mask: ``[H, W]`` or ``[B, H, W]``, bool or float in ``0..1``.
@@ -490,8 +533,7 @@ def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
     if pixels <= 0 or mask.numel() == 0:
         return mask.clone()
     taps = _gaussian_taps(pixels / 3.0, int(math.ceil(pixels)))
-    blurred = _blur_along(_blur_along(mask, taps, dim=-1), taps, dim=-2)
-    return blurred.clamp_(0.0, 1.0)
+    return _blur_2d(mask, taps).clamp_(0.0, 1.0)
 
 
 # The pipeline's keyword arguments shadow the operation names inside make_inpaint_mask.

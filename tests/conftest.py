@@ -30,7 +30,7 @@ def detector(models_dir):
     from grounded_inpaint.models import load_detector
 
     root, paths = models_dir
-    return load_detector(paths["grounding-dino"].name, root, download=False)
+    return load_detector(paths["grounding_dino"].name, root, download=False)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ def meta_predictor(models_dir):
     from grounded_inpaint.models import load_segmenter
 
     root, paths = models_dir
-    return load_segmenter(paths["sam-meta"].name, root, download=False)
+    return load_segmenter(paths["sam_meta"].name, root, download=False)
 
 
 @pytest.fixture(scope="session")
@@ -46,4 +46,4 @@ def hf_predictor(models_dir):
     from grounded_inpaint.models import load_segmenter
 
     root, paths = models_dir
-    return load_segmenter(paths["sam-hf"].name, root, download=False)
+    return load_segmenter(paths["sam_hf"].name, root, download=False)

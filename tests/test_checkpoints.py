@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -72,9 +73,10 @@ def test_truncated_file_names_the_file(tmp_path, suffix):
     assert str(path) in str(info.value) and "corrupted" in str(info.value)
 
 
-def test_random_bytes(tmp_path):
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes(tmp_path, seed):
     path = tmp_path / "noise.pth"
-    path.write_bytes(os.urandom(1000))
+    path.write_bytes(random.Random(seed).randbytes(1000))
     with pytest.raises(CheckpointError, match="noise.pth"):
         load_state_dict(path)
 

@@ -319,6 +319,7 @@ class HFSamPredictor(SamPredictorBase):
         cls, path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
     ) -> "HFSamPredictor":
         """Load a transformers SAM folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``)."""
+        from safetensors import SafetensorError
         from transformers import SamModel
 
         from ..errors import CheckpointError
@@ -326,9 +327,9 @@ class HFSamPredictor(SamPredictorBase):
         folder = Path(path)
         try:
             model = SamModel.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(
-                f"{folder} is not a transformers SAM folder ({str(exc).strip().splitlines()[0]}); it needs "
+                f"{folder} is not a loadable transformers SAM folder ({str(exc).strip().splitlines()[0]}); it needs "
                 "config.json and model.safetensors as published in facebook/sam-vit-base"
             ) from None
         mean, std = _IMAGENET_MEAN, _IMAGENET_STD
