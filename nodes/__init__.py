@@ -1,4 +1,33 @@
-"""ComfyUI adapters over the ``py`` library (filled in by the nodes module)."""
+"""ComfyUI nodes: thin adapters over the ``py`` library.
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+Node ids share the ``GroundedInpaint`` prefix and are frozen once published: saved workflows
+refer to them by id. Display names can change.
+"""
+
+from __future__ import annotations
+
+from . import runtime
+from .imaging import Composite, CutOut, Overlay
+from .loaders import LoadGroundingDino, LoadSam
+from .masking import MaskFromSegments, SegmentsInfo
+from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
+
+runtime.register_model_folders()
+
+_NODES = (
+    ("GroundedInpaintLoadGroundingDino", LoadGroundingDino, "Load GroundingDINO Model"),
+    ("GroundedInpaintLoadSam", LoadSam, "Load SAM Model"),
+    ("GroundedInpaintDetect", GroundingDinoDetect, "GroundingDINO Detect"),
+    ("GroundedInpaintSegment", SamSegment, "SAM Segment"),
+    ("GroundedInpaintGroundedSegment", GroundedSegment, "Grounded Segment (text → masks)"),
+    ("GroundedInpaintMaskFromSegments", MaskFromSegments, "Mask from Segmentation"),
+    ("GroundedInpaintSegmentsInfo", SegmentsInfo, "Segments Info"),
+    ("GroundedInpaintOverlay", Overlay, "Overlay Segments"),
+    ("GroundedInpaintCutOut", CutOut, "Cut Out Object"),
+    ("GroundedInpaintComposite", Composite, "Composite Object"),
+)
+
+NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, _, name in _NODES}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

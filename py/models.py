@@ -27,6 +27,7 @@ from .registry import DETECTOR_FOLDER, SAM_FOLDER, Family, find_known, known_mod
 __all__ = [
     "DEFAULT_DETECTOR",
     "DEFAULT_SEGMENTER",
+    "list_models_in",
     "list_local_models",
     "list_model_choices",
     "resolve_model",
@@ -70,14 +71,19 @@ def _is_model_entry(path: Path, family: Family) -> bool:
     return family == "sam" and path.suffix.lower() in _WEIGHT_SUFFIXES
 
 
+def list_models_in(folder: str | Path, family: Family) -> list[str]:
+    """Names of the ``family`` models directly inside ``folder`` (files or HF folders), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if _is_model_entry(p, family))
+
+
 def list_local_models(models_dir: str | Path | None, family: Family) -> list[str]:
     """Names of the models of ``family`` present in ``models_dir/<family folder>`` (sorted)."""
     if models_dir is None:
         return []
-    folder = Path(models_dir) / _FOLDERS[family]
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if _is_model_entry(p, family))
+    return list_models_in(Path(models_dir) / _FOLDERS[family], family)
 
 
 def list_model_choices(models_dir: str | Path | None, family: Family) -> list[str]:

@@ -1,0 +1,88 @@
+"""Loader nodes: GroundingDINO and SAM from the model folders (downloaded on first use)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..py.models import load_detector, load_segmenter
+from . import runtime
+from .common import CATEGORY, DETECTOR_TYPE, SAM_TYPE, tip
+
+_DEVICE = (["auto", "cpu"], tip("auto: ComfyUI's device (GPU when there is one; follows --cpu, --lowvram, --novram). cpu: always run this model on the CPU.", default="auto"))
+_PRECISION = (["auto", "fp32", "fp16", "bf16"], tip(
+    "Weights precision. auto: fp32 on the CPU, half precision on GPUs that support it (SAM only; GroundingDINO stays fp32). "
+    "fp16/bf16 fall back to fp32 with a warning where the device cannot run them.", default="auto"))
+
+
+def _progress_callback(bar):
+    def report(done: int, total: int) -> None:
+        if total:
+            bar.update_absolute(done, total)
+
+    return report
+
+
+def _load(family: str, name: str, device: str, precision: str, loader, *, auto_half: bool):
+    bar = runtime.progress_bar(100)
+    path = runtime.resolve_choice(family, name, progress=_progress_callback(bar))  # type: ignore[arg-type]
+    pinned_cpu = device == "cpu"
+    compute = torch.device("cpu") if pinned_cpu else runtime.torch_device()
+    dtype = runtime.choose_dtype(precision, compute, auto_half=auto_half)
+    where = "cpu" if pinned_cpu or runtime.offload_device().type == "cpu" else runtime.offload_device()
+    engine = loader(path, device=where, dtype=dtype, download=False)
+    return runtime.manage(family, name, engine, engine.model, pinned_cpu=pinned_cpu)
+
+
+class LoadGroundingDino:
+    DESCRIPTION = (
+        "Loads a GroundingDINO detector from models/grounding-dino (a transformers folder with its own tokenizer). "
+        "Known models that are missing are downloaded there on first use, with progress; offline, the error names "
+        "the files and the folder to put them in."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (DETECTOR_TYPE,)
+    RETURN_NAMES = ("detector",)
+    OUTPUT_TOOLTIPS = ("The GroundingDINO model, managed by ComfyUI's memory manager.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (runtime.model_choices("grounding-dino"), tip(
+                    "A model in models/grounding-dino, or a known one to download (grounding-dino-tiny: 694 MB, "
+                    "grounding-dino-base: 933 MB).")),
+                "device": _DEVICE,
+                "precision": _PRECISION,
+            }
+        }
+
+    def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
+        return (_load("grounding-dino", model_name, device, precision, load_detector, auto_half=False),)
+
+
+class LoadSam:
+    DESCRIPTION = (
+        "Loads a Segment Anything model from models/sams: Meta's sam_vit_b/l/h .pth files (the architecture is read "
+        "from the weights, not the file name) or transformers folders (sam-vit-base/-large/-huge). Known models "
+        "that are missing are downloaded there on first use."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SAM_TYPE,)
+    RETURN_NAMES = ("sam_model",)
+    OUTPUT_TOOLTIPS = ("The SAM model, managed by ComfyUI's memory manager.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (runtime.model_choices("sam"), tip(
+                    "A SAM checkpoint in models/sams, or a known one to download (vit_b 375 MB, vit_l 1.2 GB, vit_h 2.5 GB).")),
+                "device": _DEVICE,
+                "precision": _PRECISION,
+            }
+        }
+
+    def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
+        return (_load("sam", model_name, device, precision, load_segmenter, auto_half=True),)

@@ -1,0 +1,272 @@
+"""The ComfyUI services the nodes use, in one place, each with a plain fallback.
+
+Inside ComfyUI these call ``comfy.model_management``, ``comfy.model_patcher``, ``comfy.utils``
+and ``folder_paths``. Outside ComfyUI (tests, tools) the imports fail and the fallbacks run: CPU,
+no progress bar, no cancel, model folders from ``GROUNDED_INPAINT_MODELS`` or ``./models``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ..py.models import list_models_in
+from ..py.registry import DETECTOR_FOLDER, SAM_FOLDER, Family, find_known, known_models
+
+log = logging.getLogger("grounded_inpaint.nodes")
+
+FOLDERS: dict[str, str] = {"grounding-dino": DETECTOR_FOLDER, "sam": SAM_FOLDER}
+
+
+def _comfy_mm():
+    try:
+        import comfy.model_management as mm  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return mm
+
+
+def _folder_paths():
+    try:
+        import folder_paths  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return folder_paths
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def torch_device() -> torch.device:
+    """ComfyUI's compute device (honours ``--cpu``, ``--directml``, ...); CPU outside ComfyUI."""
+    mm = _comfy_mm()
+    return mm.get_torch_device() if mm is not None else torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    """Where models wait when not in use (CPU unless ``--highvram``/``--gpu-only``)."""
+    mm = _comfy_mm()
+    return mm.unet_offload_device() if mm is not None else torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    """Where node outputs (IMAGE, MASK) live between nodes."""
+    mm = _comfy_mm()
+    return mm.intermediate_device() if mm is not None else torch.device("cpu")
+
+
+def choose_dtype(precision: str, device: torch.device, *, auto_half: bool) -> torch.dtype:
+    """The dtype for ``precision`` (auto / fp32 / fp16 / bf16) on ``device``.
+
+    Half precision is used only where the device supports it; otherwise fp32 is used and a warning
+    says why. ``auto`` picks fp16/bf16 on GPUs when ``auto_half`` and ComfyUI says it is supported.
+    """
+    mm = _comfy_mm()
+    if precision == "fp32":
+        return torch.float32
+    if device.type == "cpu":
+        if precision == "bf16":
+            return torch.bfloat16
+        if precision == "fp16":
+            log.warning("fp16 is not supported for these models on the CPU; using fp32 (bf16 works on the CPU)")
+        return torch.float32
+    fp16_ok = mm.should_use_fp16(device, prioritize_performance=False) if mm is not None else device.type in ("cuda", "mps")
+    bf16_ok = mm.should_use_bf16(device, prioritize_performance=False) if mm is not None else (
+        device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if precision == "auto":
+        if not auto_half:
+            return torch.float32
+        return torch.float16 if fp16_ok else (torch.bfloat16 if bf16_ok else torch.float32)
+    if precision == "fp16" and fp16_ok:
+        return torch.float16
+    if precision == "bf16" and bf16_ok:
+        return torch.bfloat16
+    log.warning("%s is not supported on %s; using fp32", precision, device)
+    return torch.float32
+
+
+# ----------------------------------------------------------------------------- memory management
+
+
+class _Holder(torch.nn.Module):
+    """Gives ComfyUI's ModelPatcher a plain module to move (ours expose a read-only ``device``)."""
+
+    def __init__(self, inner: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.inner = inner
+        self.device = device
+
+
+@dataclass
+class ManagedModel:
+    """A loaded detector or SAM predictor plus the ComfyUI ModelPatcher that moves it.
+
+    ``engine`` is the library object (``GroundingDinoDetector`` or a SAM predictor); ``patcher`` is
+    ``None`` outside ComfyUI or when the model was pinned to the CPU.
+    """
+
+    kind: str
+    name: str
+    engine: Any
+    patcher: Any = None
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def manage(kind: str, name: str, engine: Any, module: torch.nn.Module, *, pinned_cpu: bool) -> ManagedModel:
+    """Wrap ``module`` (the engine's weights) so ComfyUI's memory manager can load and evict it."""
+    mm = _comfy_mm()
+    if mm is None or pinned_cpu:
+        return ManagedModel(kind, name, engine)
+    import comfy.model_patcher  # type: ignore[import-not-found]
+
+    holder = _Holder(module, offload_device())
+    patcher = comfy.model_patcher.ModelPatcher(holder, load_device=torch_device(), offload_device=offload_device())
+    return ManagedModel(kind, name, engine, patcher)
+
+
+@contextlib.contextmanager
+def models_on_device(*models: ManagedModel) -> Iterator[None]:
+    """Load the models onto ComfyUI's device for the duration of a node's work.
+
+    Loaded in full (our modules are not built from ``comfy.ops``, so a partial load would leave
+    layers behind on the CPU). In ``--lowvram``/``--novram`` mode they are unloaded again right
+    after; otherwise they stay until ComfyUI needs the memory or "Unload models" is pressed.
+    """
+    mm = _comfy_mm()
+    patchers = [m.patcher for m in models if m.patcher is not None]
+    if mm is None or not patchers:
+        yield
+        return
+    mm.load_models_gpu(patchers, force_full_load=True)
+    try:
+        yield
+    finally:
+        if getattr(mm, "vram_state", None) in (getattr(mm.VRAMState, "LOW_VRAM", None), getattr(mm.VRAMState, "NO_VRAM", None)):
+            _unload(mm, patchers)
+
+
+def _unload(mm: Any, patchers: list[Any]) -> None:
+    loaded = getattr(mm, "current_loaded_models", None)
+    if loaded is None:
+        return
+    for i in range(len(loaded) - 1, -1, -1):
+        if any(loaded[i].model is p for p in patchers) and loaded[i].model_unload():
+            loaded.pop(i)
+    mm.soft_empty_cache()
+
+
+# ----------------------------------------------------------------------------- progress and cancel
+
+
+class _NoProgress:
+    def update(self, value: int) -> None:
+        pass
+
+    def update_absolute(self, value: int, total: int | None = None, preview: Any = None) -> None:
+        pass
+
+
+def progress_bar(total: int):
+    """``comfy.utils.ProgressBar(total)`` (shown on the node), or a silent stand-in."""
+    try:
+        import comfy.utils  # type: ignore[import-not-found]
+    except ImportError:
+        return _NoProgress()
+    return comfy.utils.ProgressBar(total)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel."""
+    mm = _comfy_mm()
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+# ----------------------------------------------------------------------------- model folders
+
+
+def register_model_folders() -> None:
+    """Add ``models/grounding-dino`` and ``models/sams`` to ComfyUI's folder registry.
+
+    Paths that ``extra_model_paths.yaml`` or other packs registered under the same names stay.
+    """
+    fp = _folder_paths()
+    if fp is None:
+        return
+    for folder in FOLDERS.values():
+        default = os.path.join(fp.models_dir, folder)
+        existing = fp.folder_names_and_paths.get(folder)
+        if existing is None or default not in existing[0]:
+            fp.add_model_folder_path(folder, default)
+
+
+def model_folders(family: Family) -> list[Path]:
+    """The folders searched for ``family`` models, first one = where downloads go."""
+    folder = FOLDERS[family]
+    fp = _folder_paths()
+    if fp is not None:
+        try:
+            return [Path(p) for p in fp.get_folder_paths(folder)]
+        except KeyError:
+            return [Path(fp.models_dir) / folder]
+    root = Path(os.environ.get("GROUNDED_INPAINT_MODELS", "models"))
+    return [root / folder]
+
+
+def model_choices(family: Family) -> list[str]:
+    """Dropdown entries: models present in any folder, then known downloadable ones not present."""
+    present: list[str] = []
+    for folder in model_folders(family):
+        for name in list_models_in(folder, family):
+            if name not in present:
+                present.append(name)
+    return present + [m.name for m in known_models(family) if m.name not in present]
+
+
+def resolve_choice(family: Family, name: str, progress=None) -> Path:
+    """The path of dropdown entry ``name``; downloads a known model into the first folder.
+
+    Only names from :func:`model_choices` are accepted (nothing else reaches the file system).
+    """
+    from ..py.download import download_known_model
+    from ..py.errors import ModelNotFoundError
+
+    choices = model_choices(family)
+    if name not in choices:
+        raise ModelNotFoundError(
+            f"{name!r} is not a {family} model in {', '.join(str(f) for f in model_folders(family))}; "
+            f"choose one of: {', '.join(choices)}"
+        )
+    for folder in model_folders(family):
+        if name in list_models_in(folder, family):
+            return folder / name
+    known = find_known(name, family)
+    assert known is not None  # a choice is either present or known
+    return download_known_model(known, model_folders(family)[0], progress=progress)
+
+
+# ----------------------------------------------------------------------------- previews
+
+
+def preview_images(images: torch.Tensor, prefix: str = "grounded_inpaint") -> dict[str, list[dict[str, str]]]:
+    """Save ``[B, H, W, 3]`` images to ComfyUI's temp folder and return the node's ``ui`` entry."""
+    fp = _folder_paths()
+    if fp is None:
+        return {"images": []}
+    from ..py.images import save_image
+
+    folder = Path(fp.get_temp_directory())
+    stem = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    entries = []
+    for i in range(images.shape[0]):
+        name = f"{stem}_{i:05d}.png"
+        save_image(images[i], folder / name)
+        entries.append({"filename": name, "subfolder": "", "type": "temp"})
+    return {"images": entries}

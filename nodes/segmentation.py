@@ -1,0 +1,174 @@
+"""GroundingDINO Detect, SAM Segment and the one-node Grounded Segment."""
+
+from __future__ import annotations
+
+import torch
+
+from ..py.batch import as_image_batch, as_mask_batch, batch_size_for, check_detections, pick, union_masks
+from ..py.detector import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD
+from ..py.overlay import draw_detections, draw_segments
+from ..py.segment import parse_points, segment_image
+from . import runtime
+from .common import CATEGORY, DETECTIONS_TYPE, DETECTOR_TYPE, SAM_TYPE, SEGMENTS_TYPE, tip
+
+_PROMPT = ("STRING", tip(
+    'What to find. Separate several objects with "." or "," — e.g. "shoes" or "dress, handbag". Case does not matter.',
+    multiline=True, default="shoes"))
+_BOX = ("FLOAT", tip("Minimum detection confidence for a box (0.30 is GroundingDINO's reference value). Lower finds more, "
+                     "including wrong objects.", default=DEFAULT_BOX_THRESHOLD, min=0.0, max=1.0, step=0.01))
+_TEXT = ("FLOAT", tip("Minimum score for a prompt word to become part of a box's label (0.25 is the reference value).",
+                      default=DEFAULT_TEXT_THRESHOLD, min=0.0, max=1.0, step=0.01))
+_MAXDET = ("INT", tip("Keep at most this many boxes per image, highest scores first. 0 keeps all.", default=0, min=0, max=900))
+_NMS = ("FLOAT", tip("Drop a box that overlaps a better box with the same label by more than this IoU. 1.0 keeps duplicates.",
+                     default=DEFAULT_NMS_IOU, min=0.0, max=1.0, step=0.01))
+_MULTIMASK = (["auto", "best", "single"], tip(
+    "SAM's output choice. auto: the single-mask output for box prompts, the best of 3 (highest predicted IoU) for "
+    "clicks only. best: always the best of 3. single: always the single-mask output.", default="auto"))
+
+
+def _detect_batch(detector, images: torch.Tensor, prompt: str, box: float, text: float, max_det: int, nms: float, bar):
+    results = []
+    for i in range(images.shape[0]):
+        runtime.check_interrupt()
+        results.append(detector.engine.detect(images[i], prompt, box, text, max_det or None, nms)[0])
+        bar.update(1)
+    return results
+
+
+def _segment_batch(sam, images: torch.Tensor, detections, points, masks, multimask: str, bar):
+    out = []
+    for i in range(images.shape[0]):
+        runtime.check_interrupt()
+        det = detections[i] if detections is not None else None
+        mask = pick(masks, i) if masks is not None else None
+        out.append(segment_image(sam.engine, images[i], det, points=points, mask_prompt=mask, multimask=multimask))
+        bar.update(1)
+    return out
+
+
+def _to_intermediate(t: torch.Tensor) -> torch.Tensor:
+    return t.to(runtime.intermediate_device())
+
+
+class GroundingDinoDetect:
+    DESCRIPTION = (
+        "Finds the objects named in the prompt with GroundingDINO. Gives every box with its label and score "
+        "(DETECTIONS, one entry per image — an image with nothing found gets an empty entry, the batch never "
+        "shrinks), a preview with the boxes drawn, and the number of boxes found."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (DETECTIONS_TYPE, "IMAGE", "INT")
+    RETURN_NAMES = ("detections", "preview", "count")
+    OUTPUT_TOOLTIPS = ("Boxes (XYXY pixels), scores and labels per image.", "The images with boxes and labels drawn.",
+                       "Boxes found in the whole batch.")
+    FUNCTION = "detect"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", tip("The image batch to search.")),
+                "detector": (DETECTOR_TYPE, tip("From Load GroundingDINO Model.")),
+                "prompt": _PROMPT,
+                "box_threshold": _BOX,
+                "text_threshold": _TEXT,
+                "max_detections": _MAXDET,
+            },
+            "optional": {"nms_iou": _NMS},
+        }
+
+    def detect(self, image, detector, prompt, box_threshold, text_threshold, max_detections, nms_iou=DEFAULT_NMS_IOU):
+        images = as_image_batch(image)
+        bar = runtime.progress_bar(images.shape[0])
+        with runtime.models_on_device(detector):
+            results = _detect_batch(detector, images, prompt, box_threshold, text_threshold, max_detections, nms_iou, bar)
+        preview = torch.stack([draw_detections(images[i].cpu(), results[i]) for i in range(len(results))])
+        return (results, _to_intermediate(preview), sum(len(r) for r in results))
+
+
+class SamSegment:
+    DESCRIPTION = (
+        "Cuts out each detected object with SAM: one mask per box, at the image's full resolution, with its label, "
+        "score and SAM's quality estimate (SEGMENTS). Clicks refine the box that contains them; clicks outside every "
+        "box, or clicks with no DETECTIONS, form one more object. A MASK input adds one object prompted by that mask. "
+        "Each image is encoded once and all its prompts are answered in one pass."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SEGMENTS_TYPE, "MASK", "IMAGE")
+    RETURN_NAMES = ("segments", "mask", "preview")
+    OUTPUT_TOOLTIPS = ("Every object's mask with its label, score and box.",
+                       "Per image, all objects together (white = object; all black where nothing was found).",
+                       "The images with each object coloured, boxed and labelled.")
+    FUNCTION = "segment"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", tip("The same image batch the detector saw.")),
+                "sam_model": (SAM_TYPE, tip("From Load SAM Model.")),
+                "multimask": _MULTIMASK,
+            },
+            "optional": {
+                "detections": (DETECTIONS_TYPE, tip("Boxes from GroundingDINO Detect; each becomes one object.")),
+                "positive_points": ("STRING", tip('Clicks on the object, in image pixels, as JSON: [{"x": 120, "y": 80}].', default="")),
+                "negative_points": ("STRING", tip('Clicks on what is not the object, as JSON: [{"x": 40, "y": 30}].', default="")),
+                "mask": ("MASK", tip("A rough mask of one object (one per image, or one for all); SAM refines it.")),
+            },
+        }
+
+    def segment(self, image, sam_model, multimask, detections=None, positive_points="", negative_points="", mask=None):
+        images = as_image_batch(image)
+        if detections is not None:
+            check_detections(detections, images)
+        points = parse_points(positive_points, positive=True, name="positive_points") + parse_points(
+            negative_points, positive=False, name="negative_points")
+        masks = as_mask_batch(mask) if mask is not None else None
+        if masks is not None:
+            batch_size_for(image=images.shape[0], mask=masks.shape[0])
+        bar = runtime.progress_bar(images.shape[0])
+        with runtime.models_on_device(sam_model):
+            segments = _segment_batch(sam_model, images, detections, points, masks, multimask, bar)
+        return _segment_outputs(images, segments)
+
+
+def _segment_outputs(images: torch.Tensor, segments):
+    preview = torch.stack([draw_segments(images[i].cpu(), segments[i]) for i in range(len(segments))])
+    return (segments, _to_intermediate(union_masks(segments)), _to_intermediate(preview))
+
+
+class GroundedSegment:
+    DESCRIPTION = (
+        "Text to masks in one node: GroundingDINO finds what the prompt names, SAM cuts out each object. The same as "
+        "GroundingDINO Detect followed by SAM Segment (for people used to storyicon's GroundingDinoSAMSegment), but "
+        "every object stays separate in SEGMENTS and the batch is never shortened."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SEGMENTS_TYPE, "MASK", "IMAGE")
+    RETURN_NAMES = ("segments", "mask", "preview")
+    OUTPUT_TOOLTIPS = SamSegment.OUTPUT_TOOLTIPS
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", tip("The image batch to search.")),
+                "detector": (DETECTOR_TYPE, tip("From Load GroundingDINO Model.")),
+                "sam_model": (SAM_TYPE, tip("From Load SAM Model.")),
+                "prompt": _PROMPT,
+                "box_threshold": _BOX,
+                "text_threshold": _TEXT,
+                "max_detections": _MAXDET,
+                "multimask": _MULTIMASK,
+            }
+        }
+
+    def run(self, image, detector, sam_model, prompt, box_threshold, text_threshold, max_detections, multimask):
+        images = as_image_batch(image)
+        bar = runtime.progress_bar(2 * images.shape[0])
+        with runtime.models_on_device(detector):
+            detections = _detect_batch(detector, images, prompt, box_threshold, text_threshold, max_detections, DEFAULT_NMS_IOU, bar)
+        with runtime.models_on_device(sam_model):
+            segments = _segment_batch(sam_model, images, detections, [], None, multimask, bar)
+        return _segment_outputs(images, segments)
