@@ -24,6 +24,7 @@ Run ``python -m grounded_inpaint.testing.tiny_models DIR`` to write a models fol
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 from pathlib import Path
@@ -136,16 +137,27 @@ def tiny_vocab() -> list[str]:
 def _write_tokenizer(folder: Path, max_length: int) -> None:
     """Write ``vocab.txt``, ``tokenizer.json`` and ``tokenizer_config.json`` and check they load.
 
-    The tokenizer is built from the vocabulary dict: in transformers 5 ``BertTokenizer(vocab_file=…)``
-    silently ignores the file and yields a 5-token vocabulary.
+    In transformers 5 the tokenizer is built from the vocabulary dict (``BertTokenizer(vocab_file=…)``
+    silently ignores the file there and yields a 5-token vocabulary); transformers 4 only knows
+    ``vocab_file``. The reload check below catches either going wrong.
     """
     from transformers import BertTokenizer
 
     vocab = tiny_vocab()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(
-        vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, model_max_length=max_length
-    )
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    if "vocab_file" in inspect.signature(BertTokenizer.__init__).parameters and inspect.signature(
+        BertTokenizer.__init__
+    ).parameters["vocab_file"].default is inspect.Parameter.empty:  # transformers 4
+        from transformers import BertTokenizerFast
+
+        # the fast tokenizer writes tokenizer.json, as the hub folders have it
+        BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=max_length).save_pretrained(str(folder))
+        tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=max_length)
+    else:
+        tokenizer = BertTokenizer(
+            vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, model_max_length=max_length
+        )
     tokenizer.save_pretrained(str(folder))
     reloaded = BertTokenizer.from_pretrained(str(folder))
     ids = reloaded("red shoes. cat?")["input_ids"]
