@@ -64,7 +64,8 @@ class CutOut:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE")
     RETURN_NAMES = ("image", "mask", "rgba")
-    OUTPUT_TOOLTIPS = ("The object's pixels (RGB).", "The object's alpha: 1 = object.", "RGB + alpha in one 4-channel IMAGE.")
+    OUTPUT_TOOLTIPS = ("The crop (or the whole image) as RGB, background pixels included: pair it with the mask.",
+                       "The object's alpha: 1 = object.", "RGB + alpha in one 4-channel IMAGE.")
     FUNCTION = "cut"
 
     @classmethod
@@ -95,7 +96,8 @@ class Composite:
     DESCRIPTION = (
         "Product placement: pastes the masked object onto a background at x / y (the anchor point of the object "
         "lands there), scaled, with an optional soft edge. Returns the picture and the mask of where the object "
-        "landed — feed that mask (grown or inverted) to an inpainting node to blend the edge or repaint around it."
+        "landed — grow, invert or band it with ComfyUI's GrowMask / InvertMask / MaskComposite and feed it to an "
+        "inpainting node to blend the edge or repaint around the object."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK")

@@ -13,8 +13,8 @@ from .common import CATEGORY, SEGMENTS_TYPE, tip
 class MaskFromSegments:
     DESCRIPTION = (
         "Turns the objects SAM found into the mask an inpainting node needs: white (1.0) = repaint, black = keep. "
-        "Choose objects by index, top-k score, label or minimum score; then, in this order: threshold, fill holes, "
-        "drop small regions, grow/shrink, invert, feather. To keep the product and repaint the background, turn on "
+        "Choose objects by label, minimum score, index and top-k score (filters apply in that order); then, in this "
+        "order: threshold, fill holes, drop small regions, grow/shrink, invert, feather. To keep the product and repaint the background, turn on "
         "invert. The MASK plugs straight into VAE Encode (for Inpainting), InpaintModelConditioning, Set Latent "
         "Noise Mask and ImageCompositeMasked."
     )
@@ -41,10 +41,11 @@ class MaskFromSegments:
                 "select": ("STRING", tip('Which objects, by index in each image: "0", "0, 2", "1-3", "-1" (last). Empty = all. '
                                          "Indices an image does not have are skipped.", default="")),
                 "top_k": ("INT", tip("Only the K highest-scoring objects per image (0 = all).", default=0, min=0, max=900)),
-                "labels": ("STRING", tip('Only objects whose label contains one of these words, e.g. "shoes, bag". Empty = all.', default="")),
+                "labels": ("STRING", tip('Only objects whose label contains one of these words or phrases as whole words ("shoes" matches '
+                                          '"red shoes", "shoe" does not match "shoes"), e.g. "shoes, bag". Empty = all.', default="")),
                 "min_score": ("FLOAT", tip("Only objects with at least this detection score.", default=0.0, min=0.0, max=1.0, step=0.01)),
-                "threshold": ("FLOAT", tip("Binarise the objects' mask at this value before the other steps.", default=0.5,
-                                           min=0.0, max=1.0, step=0.01)),
+                "threshold": ("FLOAT", tip("Binarise the objects' mask at this value before the other steps (SAM masks are already 0/1, "
+                                               "so this matters only for soft masks).", default=0.5, min=0.01, max=1.0, step=0.01)),
             },
         }
 

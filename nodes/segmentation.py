@@ -12,7 +12,8 @@ from . import runtime
 from .common import CATEGORY, DETECTIONS_TYPE, DETECTOR_TYPE, SAM_TYPE, SEGMENTS_TYPE, tip
 
 _PROMPT = ("STRING", tip(
-    'What to find. Separate several objects with "." or "," — e.g. "shoes" or "dress, handbag". Case does not matter.',
+    'What to find. Separate several objects with ".", ",", ";" or new lines — e.g. "shoes" or "dress, handbag". '
+    "Case does not matter.",
     multiline=True, default="shoes"))
 _BOX = ("FLOAT", tip("Minimum detection confidence for a box (0.30 is GroundingDINO's reference value). Lower finds more, "
                      "including wrong objects.", default=DEFAULT_BOX_THRESHOLD, min=0.0, max=1.0, step=0.01))
@@ -89,9 +90,10 @@ class GroundingDinoDetect:
 class SamSegment:
     DESCRIPTION = (
         "Cuts out each detected object with SAM: one mask per box, at the image's full resolution, with its label, "
-        "score and SAM's quality estimate (SEGMENTS). Clicks refine the box that contains them; clicks outside every "
-        "box, or clicks with no DETECTIONS, form one more object. A MASK input adds one object prompted by that mask. "
-        "Each image is encoded once and all its prompts are answered in one pass."
+        "score and SAM's quality estimate (SEGMENTS). Clicks apply to every image of the batch: each click refines "
+        "every box that contains it; clicks outside all boxes (or with no DETECTIONS) form one more object when at "
+        "least one of them is positive (negative-only clicks there are ignored, with a warning). A MASK input adds one "
+        "object prompted by that mask. Each image is encoded once and all its prompts are answered in one pass."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = (SEGMENTS_TYPE, "MASK", "IMAGE")
@@ -124,8 +126,8 @@ class SamSegment:
         points = parse_points(positive_points, positive=True, name="positive_points") + parse_points(
             negative_points, positive=False, name="negative_points")
         masks = as_mask_batch(mask) if mask is not None else None
-        if masks is not None:
-            batch_size_for(image=images.shape[0], mask=masks.shape[0])
+        if masks is not None and batch_size_for(image=images.shape[0], mask=masks.shape[0]) != images.shape[0]:
+            raise ValueError(f"{masks.shape[0]} masks were given for {images.shape[0]} image(s); give one mask, or one per image")
         bar = runtime.progress_bar(images.shape[0])
         with runtime.models_on_device(sam_model):
             segments = _segment_batch(sam_model, images, detections, points, masks, multimask, bar)

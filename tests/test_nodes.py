@@ -287,3 +287,10 @@ def test_cut_out_then_composite_is_pixel_exact(pack, comfy):
     out2, placed2 = call(pack, "GroundedInpaintComposite", background=background, object=rgba, x=10, y=5, scale=1.0,
                          anchor="top-left", feather=0.0)
     assert torch.equal(out2, out) and torch.equal(placed2, placed)
+
+
+def test_more_mask_prompts_than_images_is_an_error(pack, comfy, models_dir):
+    _, sam = _load_models(pack, comfy, models_dir)
+    with pytest.raises(ValueError, match="3 masks were given for 1 image"):
+        call(pack, "GroundedInpaintSegment", image=torch.rand(1, 16, 16, 3), sam_model=sam, multimask="auto",
+             mask=torch.ones(3, 16, 16))
