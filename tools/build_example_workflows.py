@@ -1,0 +1,336 @@
+"""Write the example workflows, each in both formats, from one definition.
+
+    python tools/build_example_workflows.py
+
+For every workflow below it writes ``example_workflows/<name>.json`` (the canvas/UI format that
+ComfyUI lists under Templates, with Note nodes explaining the steps) and
+``example_workflows/api/<name>_api.json`` (the API format for ``POST /prompt`` and
+``python -m grounded_inpaint.client``). Both come from the same node list, so they cannot drift
+apart; ``tests/test_example_workflows.py`` checks that they still agree and that every link joins
+matching socket types. The API twins live in a sub-folder so the Templates menu lists only the
+canvas graphs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "example_workflows"
+
+SD_CHECKPOINT = "sd-v1-5-inpainting.ckpt"
+DETECTOR = "grounding-dino-tiny"
+SAM = "sam_vit_b_01ec64.pth"
+NEGATIVE = "blurry, lowres, deformed, watermark, text, logo"
+
+MODELS_NOTE = (
+    "Models\n"
+    f"- GroundingDINO: {DETECTOR} (downloads itself into models/grounding-dino on first run, 694 MB).\n"
+    f"- SAM: {SAM} (downloads itself into models/sams on first run, 375 MB; any sam_vit_*.pth you already have works).\n"
+    f"- An SD 1.5 inpainting checkpoint in models/checkpoints, e.g. {SD_CHECKPOINT} "
+    "(runwayml's stable-diffusion-inpainting, 4.3 GB). Pick yours in the Load Checkpoint node.\n"
+    "Input pictures: copy grounded-inpaint/example_workflows/inputs/*.png into ComfyUI/input."
+)
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    inputs: dict[str, Any]  # widget values, or (node_id, slot) for links
+    pos: tuple[int, int]
+    title: str | None = None
+    size: tuple[int, int] = (320, 130)
+
+
+@dataclass
+class Note:
+    text: str
+    pos: tuple[int, int]
+    size: tuple[int, int] = (420, 220)
+
+
+@dataclass
+class Workflow:
+    name: str
+    nodes: list[Node]
+    notes: list[Note] = field(default_factory=list)
+
+
+def _common_loaders(det_id: int, sam_id: int, x: int, y: int) -> list[Node]:
+    return [
+        Node(det_id, "GroundedInpaintLoadGroundingDino", {"model_name": DETECTOR, "device": "auto", "precision": "auto"}, (x, y)),
+        Node(sam_id, "GroundedInpaintLoadSam", {"model_name": SAM, "device": "auto", "precision": "auto"}, (x, y + 170)),
+    ]
+
+
+def _sd(ckpt_id: int, pos_id: int, neg_id: int, positive: str, x: int, y: int) -> list[Node]:
+    return [
+        Node(ckpt_id, "CheckpointLoaderSimple", {"ckpt_name": SD_CHECKPOINT}, (x, y), "Load SD 1.5 inpainting checkpoint"),
+        Node(pos_id, "CLIPTextEncode", {"text": positive, "clip": (ckpt_id, 1)}, (x + 360, y), "Positive prompt", (400, 160)),
+        Node(neg_id, "CLIPTextEncode", {"text": NEGATIVE, "clip": (ckpt_id, 1)}, (x + 360, y + 200), "Negative prompt", (400, 160)),
+    ]
+
+
+def _sampler(node_id: int, ckpt_id: int, cond_id: int, x: int, y: int, *, denoise: float, steps: int = 25, seed: int = 42) -> Node:
+    return Node(node_id, "KSampler", {
+        "model": (ckpt_id, 0), "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+        "positive": (cond_id, 0), "negative": (cond_id, 1), "latent_image": (cond_id, 2), "denoise": denoise,
+    }, (x, y), size=(320, 270))
+
+
+def background_generation() -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", {"image": "coffee.png"}, (0, 0), "Product photo", (320, 360)),
+        *_common_loaders(2, 3, 0, 420),
+        Node(4, "GroundedInpaintDetect", {"image": (1, 0), "detector": (2, 0), "prompt": "cup", "box_threshold": 0.3,
+                                          "text_threshold": 0.25, "max_detections": 0}, (380, 0), size=(340, 260)),
+        Node(5, "GroundedInpaintSegment", {"image": (1, 0), "sam_model": (3, 0), "multimask": "auto", "detections": (4, 0)},
+             (380, 320), size=(340, 200)),
+        Node(6, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": True, "grow": 4, "feather": 0.0,
+                                                    "fill_holes": True, "min_area": 64}, (780, 0), "Repaint mask (everything but the cup)", (360, 230)),
+        Node(7, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": False, "grow": 4, "feather": 0.0,
+                                                    "fill_holes": True, "min_area": 64}, (780, 290), "Keep mask (the cup)", (360, 230)),
+        *_sd(8, 9, 10, "a cup of coffee on a white marble table, soft studio light, product photography", 1200, 0),
+        Node(11, "InpaintModelConditioning", {"positive": (9, 0), "negative": (10, 0), "vae": (8, 2), "pixels": (1, 0),
+                                              "mask": (6, 0), "noise_mask": True}, (1200, 420), size=(320, 160)),
+        _sampler(12, 8, 11, 1580, 420, denoise=1.0),
+        Node(13, "VAEDecode", {"samples": (12, 0), "vae": (8, 2)}, (1960, 420), size=(220, 60)),
+        Node(14, "ImageCompositeMasked", {"destination": (13, 0), "source": (1, 0), "x": 0, "y": 0, "resize_source": False,
+                                          "mask": (7, 0)}, (1960, 520), "Paste the original cup back, pixel for pixel", (320, 180)),
+        Node(15, "SaveImage", {"images": (14, 0), "filename_prefix": "grounded_inpaint/background"}, (2320, 420), size=(380, 360)),
+    ]
+    notes = [
+        Note("Background generation: keep the product, repaint everything else.\n\n"
+             "1. GroundingDINO Detect finds \"cup\"; SAM Segment cuts it out.\n"
+             "2. Mask from Segmentation with invert on = the area to repaint (white). Grow 4 keeps a margin so the "
+             "repaint never eats into the cup's edge.\n"
+             "3. The SD 1.5 inpainting model repaints the background from the prompt.\n"
+             "4. ImageCompositeMasked pastes the original cup back with the keep mask (same grow, invert off), so "
+             "the product's pixels are exactly the photo's.", (0, -300), (700, 260)),
+        Note(MODELS_NOTE, (780, -300), (700, 260)),
+    ]
+    return Workflow("background_generation", nodes, notes)
+
+
+def product_placement() -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", {"image": "mannequin_dress.png"}, (0, 0), "Dress on a mannequin", (320, 400)),
+        Node(2, "LoadImage", {"image": "studio_backdrop.png"}, (0, 460), "New background", (320, 360)),
+        *_common_loaders(3, 4, 0, 880),
+        Node(5, "GroundedInpaintGroundedSegment", {"image": (1, 0), "detector": (3, 0), "sam_model": (4, 0), "prompt": "dress",
+                                                   "box_threshold": 0.3, "text_threshold": 0.25, "max_detections": 1,
+                                                   "multimask": "auto"}, (380, 0), size=(340, 300)),
+        Node(6, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": False, "grow": 0, "feather": 0.0,
+                                                    "fill_holes": True, "min_area": 64}, (380, 360), "Dress mask", (340, 230)),
+        Node(7, "GroundedInpaintCutOut", {"image": (1, 0), "mask": (6, 0), "crop": True, "padding": 0}, (780, 0), size=(300, 160)),
+        Node(8, "GroundedInpaintComposite", {"background": (2, 0), "object": (7, 0), "x": 256, "y": 340, "scale": 0.8,
+                                             "anchor": "bottom", "feather": 1.5, "object_mask": (7, 1)}, (780, 220),
+             "Place the dress", (320, 280)),
+        Node(9, "GrowMask", {"mask": (8, 1), "expand": 6, "tapered_corners": True}, (1140, 220), "Edge band: outer", (300, 110)),
+        Node(10, "GrowMask", {"mask": (8, 1), "expand": -6, "tapered_corners": True}, (1140, 360), "Edge band: inner", (300, 110)),
+        Node(11, "MaskComposite", {"destination": (9, 0), "source": (10, 0), "x": 0, "y": 0, "operation": "subtract"},
+             (1140, 500), "Edge band = outer - inner", (300, 170)),
+        *_sd(12, 13, 14, "a red dress standing in a bright photo studio, soft shadow on the wooden floor, photo", 1500, 0),
+        Node(15, "InpaintModelConditioning", {"positive": (13, 0), "negative": (14, 0), "vae": (12, 2), "pixels": (8, 0),
+                                              "mask": (11, 0), "noise_mask": True}, (1500, 420), size=(320, 160)),
+        _sampler(16, 12, 15, 1880, 420, denoise=0.7, steps=20),
+        Node(17, "VAEDecode", {"samples": (16, 0), "vae": (12, 2)}, (2260, 420), size=(220, 60)),
+        Node(18, "InvertMask", {"mask": (11, 0)}, (2260, 520), "Everything but the band", (220, 60)),
+        Node(19, "ImageCompositeMasked", {"destination": (17, 0), "source": (8, 0), "x": 0, "y": 0, "resize_source": False,
+                                          "mask": (18, 0)}, (2260, 620), "Keep all pixels outside the band", (320, 180)),
+        Node(20, "SaveImage", {"images": (19, 0), "filename_prefix": "grounded_inpaint/placement"}, (2640, 420), size=(380, 400)),
+    ]
+    notes = [
+        Note("Product placement: cut a dress off a mannequin and place it in another picture.\n\n"
+             "1. Grounded Segment finds and cuts out \"dress\"; Mask from Segmentation (invert off) is the dress.\n"
+             "2. Cut Out crops the dress; Composite pastes it at x/y (anchor: bottom centre of the dress), scaled 0.8.\n"
+             "3. GrowMask +6 / -6 and MaskComposite subtract make a thin band around the pasted edge.\n"
+             "4. The inpainting model repaints only that band (denoise 0.7), so the edge blends and a shadow can form.\n"
+             "5. ImageCompositeMasked keeps every pixel outside the band exactly as composited.", (0, -300), (760, 260)),
+        Note(MODELS_NOTE, (820, -300), (700, 260)),
+    ]
+    return Workflow("product_placement", nodes, notes)
+
+
+def object_replacement() -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", {"image": "chelsea.png"}, (0, 0), "Photo", (320, 360)),
+        *_common_loaders(2, 3, 0, 420),
+        Node(4, "GroundedInpaintGroundedSegment", {"image": (1, 0), "detector": (2, 0), "sam_model": (3, 0), "prompt": "cat",
+                                                   "box_threshold": 0.3, "text_threshold": 0.25, "max_detections": 1,
+                                                   "multimask": "auto"}, (380, 0), size=(340, 300)),
+        Node(5, "GroundedInpaintMaskFromSegments", {"segments": (4, 0), "invert": False, "grow": 12, "feather": 8.0,
+                                                    "fill_holes": True, "min_area": 64}, (380, 360), "Object mask, grown and feathered", (340, 230)),
+        *_sd(6, 7, 8, "a small fluffy dog lying on a blanket, photo", 780, 0),
+        Node(9, "InpaintModelConditioning", {"positive": (7, 0), "negative": (8, 0), "vae": (6, 2), "pixels": (1, 0),
+                                             "mask": (5, 0), "noise_mask": True}, (780, 420), size=(320, 160)),
+        _sampler(10, 6, 9, 1160, 420, denoise=1.0),
+        Node(11, "VAEDecode", {"samples": (10, 0), "vae": (6, 2)}, (1540, 420), size=(220, 60)),
+        Node(12, "ImageCompositeMasked", {"destination": (1, 0), "source": (11, 0), "x": 0, "y": 0, "resize_source": False,
+                                          "mask": (5, 0)}, (1540, 520), "Change only the masked area", (320, 180)),
+        Node(13, "SaveImage", {"images": (12, 0), "filename_prefix": "grounded_inpaint/replacement"}, (1900, 420), size=(380, 360)),
+    ]
+    notes = [
+        Note("Object replacement: find an object and paint a new one in its place.\n\n"
+             "1. Grounded Segment finds \"cat\".\n"
+             "2. Mask from Segmentation grows the mask by 12 px (room for a different shape) and feathers it by 8 px.\n"
+             "3. The inpainting model paints what the positive prompt says inside the mask.\n"
+             "4. ImageCompositeMasked blends the result into the original with the same mask, so nothing outside it "
+             "changes.", (0, -300), (700, 240)),
+        Note(MODELS_NOTE, (780, -300), (700, 240)),
+    ]
+    return Workflow("object_replacement", nodes, notes)
+
+
+def mask_only() -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", {"image": "coffee.png"}, (0, 0), "Photo", (320, 360)),
+        *_common_loaders(2, 3, 0, 420),
+        Node(4, "GroundedInpaintDetect", {"image": (1, 0), "detector": (2, 0), "prompt": "cup, spoon", "box_threshold": 0.3,
+                                          "text_threshold": 0.25, "max_detections": 0}, (380, 0), size=(340, 260)),
+        Node(5, "GroundedInpaintSegment", {"image": (1, 0), "sam_model": (3, 0), "multimask": "auto", "detections": (4, 0)},
+             (380, 320), size=(340, 200)),
+        Node(6, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": False, "grow": 0, "feather": 0.0,
+                                                    "fill_holes": True, "min_area": 64}, (780, 0), size=(340, 230)),
+        Node(7, "GroundedInpaintOverlay", {"image": (1, 0), "opacity": 0.5, "show_boxes": True, "show_labels": True,
+                                           "segments": (5, 0)}, (780, 300), size=(340, 380)),
+        Node(8, "GroundedInpaintCutOut", {"image": (1, 0), "mask": (6, 0), "crop": True, "padding": 8}, (780, 740), size=(300, 160)),
+        Node(9, "SaveImage", {"images": (6, 1), "filename_prefix": "grounded_inpaint/mask"}, (1180, 0), "Save the mask", (360, 300)),
+        Node(10, "SaveImage", {"images": (7, 0), "filename_prefix": "grounded_inpaint/overlay"}, (1180, 360), "Save the overlay", (360, 300)),
+        Node(11, "SaveImage", {"images": (8, 2), "filename_prefix": "grounded_inpaint/cutout"}, (1180, 720), "Save the RGBA cut-out", (360, 300)),
+    ]
+    notes = [
+        Note("Mask only: no Stable Diffusion model needed.\n\n"
+             "GroundingDINO Detect finds \"cup\" and \"spoon\", SAM Segment cuts each one out, and the graph saves\n"
+             "- the mask (white = the objects; turn invert on for the background),\n"
+             "- the overlay (each object in its own colour with label and score),\n"
+             "- the cut-out as a transparent PNG.\n\n"
+             f"Models: {DETECTOR} and {SAM} download themselves on the first run.\n"
+             "Input: copy grounded-inpaint/example_workflows/inputs/coffee.png into ComfyUI/input.", (0, -300), (700, 260)),
+    ]
+    return Workflow("mask_only", nodes, notes)
+
+
+WORKFLOWS = (background_generation, product_placement, object_replacement, mask_only)
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _load_pack():
+    """Import the repository root the way ComfyUI imports a custom node folder."""
+    name = "grounded_inpaint_pack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def node_specs():
+    from grounded_inpaint.workflows import CORE_NODES, specs_from_classes
+
+    pack = _load_pack()
+    return {**CORE_NODES, **specs_from_classes(pack.NODE_CLASS_MAPPINGS)}, pack
+
+
+def fill_defaults(workflow: Workflow, specs) -> Workflow:
+    """Give every widget input a value (the schema's default where the definition sets none), as the
+    canvas does: it sends optional widgets' values too."""
+    for node in workflow.nodes:
+        for inp in specs[node.type].widget_inputs():
+            if inp.name not in node.inputs:
+                if inp.default is None:
+                    raise ValueError(f"{workflow.name}: node {node.id} ({node.type}) needs a value for {inp.name}")
+                node.inputs[inp.name] = inp.default
+    return workflow
+
+
+def to_api(workflow: Workflow) -> dict[str, Any]:
+    api = {}
+    for node in workflow.nodes:
+        inputs = {k: ([str(v[0]), v[1]] if isinstance(v, tuple) else v) for k, v in node.inputs.items()}
+        entry: dict[str, Any] = {"class_type": node.type, "inputs": inputs}
+        if node.title:
+            entry["_meta"] = {"title": node.title}
+        api[str(node.id)] = entry
+    return api
+
+
+def to_ui(workflow: Workflow, specs, pack) -> dict[str, Any]:
+    links: list[list[Any]] = []
+    outputs: dict[tuple[int, int], list[int]] = {}
+    ui_nodes = []
+    by_id = {n.id: n for n in workflow.nodes}
+    for order, node in enumerate(workflow.nodes):
+        spec = specs[node.type]
+        ui_inputs = []
+        for inp in spec.inputs:
+            if inp.is_widget:
+                continue
+            value = node.inputs.get(inp.name)
+            link_id = None
+            if isinstance(value, tuple):
+                link_id = len(links) + 1
+                src, slot = value
+                links.append([link_id, src, slot, node.id, len(ui_inputs), specs[by_id[src].type].outputs[slot]])
+                outputs.setdefault((src, slot), []).append(link_id)
+            elif not inp.optional:
+                raise ValueError(f"{workflow.name}: node {node.id} ({node.type}) input {inp.name} is not connected")
+            ui_inputs.append({"name": inp.name, "type": inp.type, "link": link_id})
+        widgets = []
+        for inp in spec.widget_inputs():
+            widgets.append(node.inputs[inp.name])
+            if inp.control_after_generate or inp.name in ("seed", "noise_seed"):
+                widgets.append("fixed")
+            if inp.upload:
+                widgets.append("image")
+        cls = pack.NODE_CLASS_MAPPINGS.get(node.type)
+        names = list(getattr(cls, "RETURN_NAMES", spec.outputs)) if cls else list(spec.outputs)
+        entry = {
+            "id": node.id, "type": node.type, "pos": [node.pos[0], round(node.pos[1] * 1.3)], "size": list(node.size), "flags": {}, "order": order,
+            "mode": 0, "inputs": ui_inputs,
+            "outputs": [{"name": names[i], "type": t, "links": [], "slot_index": i} for i, t in enumerate(spec.outputs)],
+            "properties": {"Node name for S&R": node.type}, "widgets_values": widgets,
+        }
+        if node.title:
+            entry["title"] = node.title
+        ui_nodes.append(entry)
+    for entry in ui_nodes:
+        for out in entry["outputs"]:
+            out["links"] = outputs.get((entry["id"], out["slot_index"]), [])
+    next_id = max(n.id for n in workflow.nodes) + 1
+    for i, note in enumerate(workflow.notes):
+        ui_nodes.append({
+            "id": next_id + i, "type": "Note", "pos": list(note.pos), "size": list(note.size), "flags": {},
+            "order": len(ui_nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""},
+            "widgets_values": [note.text], "color": "#432", "bgcolor": "#653",
+        })
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"grounded-inpaint/example_workflows/{workflow.name}")), "revision": 0, "last_node_id": next_id + len(workflow.notes) - 1,
+        "last_link_id": len(links), "nodes": ui_nodes, "links": links, "groups": [], "config": {},
+        "extra": {"ds": {"scale": 0.6, "offset": [60, 360]}}, "version": 0.4,
+    }
+
+
+def main() -> int:
+    specs, pack = node_specs()
+    (OUT / "api").mkdir(parents=True, exist_ok=True)
+    for build in WORKFLOWS:
+        workflow = fill_defaults(build(), specs)
+        (OUT / f"{workflow.name}.json").write_text(json.dumps(to_ui(workflow, specs, pack), indent=1) + "\n")
+        (OUT / "api" / f"{workflow.name}_api.json").write_text(json.dumps(to_api(workflow), indent=1) + "\n")
+        print(f"wrote example_workflows/{workflow.name}.json and api/{workflow.name}_api.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
