@@ -126,8 +126,8 @@ class UnsafeContentError(ValueError):
 def working_size(height: int, width: int, *, long_side: int = DEFAULT_SIZE, multiple: int = 8) -> tuple[int, int]:
     """The size to run Stable Diffusion at: same aspect ratio, long side ``long_side``, multiples of ``multiple``.
 
-    The long side is ``long_side`` rounded to the nearest multiple (at least ``multiple``); the
-    short side is ``long_side * short / long`` rounded to the nearest multiple, at least
+    The long side is ``long_side`` rounded to the nearest multiple (halves up, at least
+    ``multiple``); the short side is ``long * short / long`` of that, rounded likewise, at least
     ``multiple`` (so a 1000x1 strip becomes 512x8, not 512x0). Square images give squares.
 
     Arguments:
@@ -149,10 +149,15 @@ def working_size(height: int, width: int, *, long_side: int = DEFAULT_SIZE, mult
         raise ValueError(f"working_size: multiple must be >= 1; got {multiple}")
     if long_side < multiple:
         raise ValueError(f"working_size: long_side ({long_side}) must be at least multiple ({multiple})")
-    long_px = max(multiple, int(round(long_side / multiple)) * multiple)
+    long_px = max(multiple, _round_half_up(long_side / multiple) * multiple)
     ratio = min(height, width) / max(height, width)
-    short_px = max(multiple, int(round(long_px * ratio / multiple)) * multiple)
+    short_px = max(multiple, _round_half_up(long_px * ratio / multiple) * multiple)
     return (long_px, short_px) if height >= width else (short_px, long_px)
+
+
+def _round_half_up(value: float) -> int:
+    """``value`` rounded to the nearest integer, halves up (Python's ``round`` rounds halves to even)."""
+    return int(math.floor(value + 0.5))
 
 
 def _resize(tensor: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -422,7 +427,7 @@ def resolve_inpaint_model(name_or_path: str | Path, models_dir: str | Path | Non
 def _hub_offline_reason(local_files_only: bool) -> str | None:
     """Why a hub download cannot happen now, or None when it may be tried."""
     if local_files_only:
-        return "downloads are turned off (--no-download)"
+        return "downloads are turned off by --no-download"
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set"
     from huggingface_hub.constants import ENDPOINT
@@ -440,7 +445,7 @@ def _hub_missing_error(repo_id: str, reason: str, models_dir: Path | None) -> Mo
     except ImportError:  # pragma: no cover
         cache = "~/.cache/huggingface/hub"
     short = repo_id.split("/")[-1]
-    dest = (models_dir / DIFFUSERS_FOLDER / short) if models_dir is not None else Path(DIFFUSERS_FOLDER) / short
+    dest = (models_dir if models_dir is not None else Path("MODELS")) / DIFFUSERS_FOLDER / short
     return ModelNotFoundError(
         f"the inpainting model {repo_id} is not in the Hugging Face cache ({cache}) and could not be downloaded "
         f"({reason}). To install it by hand, download {_PIPELINE_FILES} (plus safety_checker/ and "
@@ -612,7 +617,9 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
                    help="models folder holding grounding-dino/, sams/, diffusers/ and checkpoints/")
     d.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"GroundingDINO model name or path (default {DEFAULT_DETECTOR})")
     d.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help=f"SAM model name or path (default {DEFAULT_SEGMENTER})")
-    d.add_argument("--no-download", action="store_true", help="never download; fail if a model is missing")
+    d.add_argument("--no-download", action="store_true",
+                   help="never download a model; fail if one is missing (diffusers may still fetch the few-KB "
+                   "configuration of a single .safetensors file unless --inpaint-config names a local folder)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     d.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="model precision (auto = fp32 on CPU, fp16 on CUDA)")

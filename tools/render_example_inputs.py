@@ -4,6 +4,7 @@
   centre-cropped so both sides are multiples of 8 (what the SD VAE needs for an exact round trip).
 * ``mannequin_dress.png`` and ``studio_backdrop.png``: drawn here — a dress on a dress form, and
   an empty studio backdrop — for the product-placement workflow.
+* ``example_workflows/<name>.jpg``: the thumbnail ComfyUI shows next to each template.
 
     python tools/render_example_inputs.py
 """
@@ -74,12 +75,41 @@ def studio_backdrop(size: tuple[int, int] = (512, 384)) -> Image.Image:
     return Image.composite(Image.new("RGB", size, (255, 245, 225)), image, light)
 
 
+THUMBNAILS = {
+    "background_generation": (["coffee.png"], "Background generation", "keep the cup, repaint the rest"),
+    "product_placement": (["mannequin_dress.png", "studio_backdrop.png"], "Product placement", "dress -> new picture, blend the edge"),
+    "object_replacement": (["chelsea.png"], "Object replacement", "find the cat, paint something new"),
+    "mask_only": (["coffee.png"], "Mask only", "mask, overlay and cut-out; no SD model"),
+}
+
+
+def thumbnail(inputs: list[str], title: str, subtitle: str, size: tuple[int, int] = (512, 320)) -> Image.Image:
+    """The input picture(s) side by side over a caption band (what the workflow starts from)."""
+    from PIL import ImageFont
+
+    w, h = size
+    band = 72
+    canvas = Image.new("RGB", size, (32, 32, 36))
+    slot = (w - 8 * (len(inputs) + 1)) // len(inputs)
+    for i, name in enumerate(inputs):
+        with Image.open(OUT / name) as im:
+            im = im.convert("RGB")
+            im.thumbnail((slot, h - band - 16))
+            canvas.paste(im, (8 + i * (slot + 8) + (slot - im.width) // 2, 8 + (h - band - 16 - im.height) // 2))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((12, h - band + 8), title, fill=(240, 240, 240), font=ImageFont.load_default(size=26))
+    draw.text((12, h - band + 42), subtitle, fill=(190, 190, 200), font=ImageFont.load_default(size=18))
+    return canvas
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in ("coffee", "chelsea"):
         crop_to_multiple(Image.open(ROOT / "assets" / f"{name}.png").convert("RGB")).save(OUT / f"{name}.png", optimize=True)
     mannequin_dress().save(OUT / "mannequin_dress.png", optimize=True)
     studio_backdrop().save(OUT / "studio_backdrop.png", optimize=True)
+    for name, (inputs, title, subtitle) in THUMBNAILS.items():
+        thumbnail(inputs, title, subtitle).save(OUT.parent / f"{name}.jpg", quality=88)
     for path in sorted(OUT.glob("*.png")):
         with Image.open(path) as im:
             print(f"{path.relative_to(ROOT)}: {im.size[0]}x{im.size[1]}")

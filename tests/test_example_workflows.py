@@ -1,0 +1,104 @@
+"""Every bundled workflow parses, uses only our nodes and known ComfyUI core nodes, joins only
+matching socket types, and its API twin is exactly what the canvas graph converts to."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from grounded_inpaint.workflows import (
+    CORE_NODES,
+    check_api_workflow,
+    check_ui_workflow,
+    is_ui_format,
+    specs_from_classes,
+    ui_to_api,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "example_workflows"
+NAMES = sorted(p.stem for p in FOLDER.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def specs():
+    name = "grounded_inpaint_pack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return {**CORE_NODES, **specs_from_classes(sys.modules[name].NODE_CLASS_MAPPINGS)}
+
+
+def _load(name):
+    return json.loads((FOLDER / f"{name}.json").read_text()), json.loads((FOLDER / "api" / f"{name}_api.json").read_text())
+
+
+def test_the_four_workflows_are_there():
+    assert NAMES == ["background_generation", "mask_only", "object_replacement", "product_placement"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_is_valid(specs, name):
+    ui, api = _load(name)
+    assert is_ui_format(ui) and not is_ui_format(api)
+    assert check_ui_workflow(ui, specs) == []
+    assert check_api_workflow(api, specs) == []
+    assert ui_to_api(ui, specs) == api  # the twin matches the canvas graph
+    types = {n["type"] for n in ui["nodes"]}
+    assert any(t.startswith("GroundedInpaint") for t in types)
+    assert "Note" in types  # the steps and models are explained on the canvas
+    assert (FOLDER / f"{name}.jpg").is_file(), "a thumbnail with the same base name"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inputs_ship_with_the_pack(name):
+    _, api = _load(name)
+    images = [n["inputs"]["image"] for n in api.values() if n["class_type"] == "LoadImage"]
+    assert images
+    for image in images:
+        with Image.open(FOLDER / "inputs" / image) as im:
+            assert im.size[0] % 8 == 0 and im.size[1] % 8 == 0  # exact VAE round trip size
+
+
+def test_checks_catch_broken_graphs(specs):
+    ui, api = _load("background_generation")
+    bad = copy.deepcopy(ui)
+    bad["nodes"][0]["type"] = "SomeMissingNode"
+    assert any("unknown type" in p for p in check_ui_workflow(bad, specs))
+    bad = copy.deepcopy(ui)
+    link = next(link for link in bad["links"] if link[5] == "MASK")
+    link[5] = "IMAGE"
+    assert any("link says IMAGE" in p for p in check_ui_workflow(bad, specs))
+    bad = copy.deepcopy(ui)
+    ksampler = next(n for n in bad["nodes"] if n["type"] == "KSampler")
+    ksampler["widgets_values"] = ksampler["widgets_values"][:-1]
+    assert any("widget values" in p for p in check_ui_workflow(bad, specs))
+    bad_api = copy.deepcopy(api)
+    decode = next(k for k, v in bad_api.items() if v["class_type"] == "VAEDecode")
+    bad_api[decode]["inputs"]["samples"] = [next(k for k, v in bad_api.items() if v["class_type"] == "LoadImage"), 0]
+    assert any("wants LATENT, gets IMAGE" in p for p in check_api_workflow(bad_api, specs))
+    changed = copy.deepcopy(ui)
+    next(n for n in changed["nodes"] if n["type"] == "KSampler")["widgets_values"][2] = 99
+    assert ui_to_api(changed, specs) != api
+
+
+def test_build_script_reproduces_the_files(tmp_path, monkeypatch):
+    """The committed files are what tools/build_example_workflows.py writes (nobody edited one twin only)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import build_example_workflows as builder
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(builder, "OUT", tmp_path)
+    builder.main()
+    for name in NAMES:
+        assert json.loads((tmp_path / f"{name}.json").read_text()) == _load(name)[0]
+        assert json.loads((tmp_path / "api" / f"{name}_api.json").read_text()) == _load(name)[1]
