@@ -29,7 +29,9 @@ the paste-back. Small images are enlarged to the working size, large ones reduce
 
 Nothing detected: with ``--keep`` there is nothing to keep (the product would be repainted), and
 with ``--replace`` nothing to repaint, so both stop with :class:`NothingDetectedError` (exit
-code 1) **before** the inpainting model is loaded, and nothing is written.
+code 1) **before** the inpainting model is loaded, and nothing is written. (A missing inpainting
+model is reported even earlier, before the detector is loaded, when that can be told without
+loading it.)
 
 Models: ``--inpaint-model`` is a diffusers folder (``model_index.json``, ``unet/``, ``vae/``, …),
 a single ``.safetensors`` checkpoint (read with ``from_single_file``; pickled ``.ckpt``/``.pt``
@@ -78,6 +80,7 @@ __all__ = [
     "working_size",
     "inpaint_image",
     "resolve_inpaint_model",
+    "check_hub_model_available",
     "load_inpaint_pipeline",
     "add_inpaint_arguments",
     "run_inpaint_command",
@@ -126,9 +129,10 @@ class UnsafeContentError(ValueError):
 def working_size(height: int, width: int, *, long_side: int = DEFAULT_SIZE, multiple: int = 8) -> tuple[int, int]:
     """The size to run Stable Diffusion at: same aspect ratio, long side ``long_side``, multiples of ``multiple``.
 
-    The long side is ``long_side`` rounded to the nearest multiple (halves up, at least
-    ``multiple``); the short side is ``long * short / long`` of that, rounded likewise, at least
-    ``multiple`` (so a 1000x1 strip becomes 512x8, not 512x0). Square images give squares.
+    The working long side is ``long_side`` rounded to the nearest multiple (halves up, at least
+    ``multiple``); the working short side is that times the image's ``short / long`` ratio, rounded
+    likewise and at least ``multiple`` (so a 1x1000 strip becomes 8x512, not 0x512). Square images
+    give squares; 60x100 at 512 gives 304x512.
 
     Arguments:
         height, width: the image size in pixels, ``>= 1``.
@@ -215,9 +219,9 @@ def _run_pipeline(pipe: Any, image: "Image.Image", mask: "Image.Image", prompt: 
     flagged = getattr(output, "nsfw_content_detected", None)
     if flagged and any(bool(f) for f in flagged):
         raise UnsafeContentError(
-            "the model's safety checker flagged the generated image and diffusers blacked it out; nothing was "
-            "written. Change the prompt or the seed, or leave the checker out with --no-safety-checker "
-            "(safety_checker=False) for local use."
+            "the model's safety checker flagged the generated image (diffusers blacks such images out), so no "
+            "result was made. Change the prompt or the seed, or load the model without its checker "
+            "(--no-safety-checker, or load_inpaint_pipeline(..., safety_checker=False)) for local use."
         )
     generated = torch.from_numpy(output.images[0].copy()).float()
     if not bool(torch.isfinite(generated).all()):
@@ -451,8 +455,27 @@ def _hub_missing_error(repo_id: str, reason: str, models_dir: Path | None) -> Mo
         f"({reason}). To install it by hand, download {_PIPELINE_FILES} (plus safety_checker/ and "
         f"feature_extractor/ to keep its safety checker; the .safetensors weights are enough) from "
         f"https://huggingface.co/{repo_id} into the folder {dest} and pass --inpaint-model {short}; or run once "
-        "online to fill the cache."
+        f"online to fill the cache. (If {repo_id} was meant as a local path: {Path(repo_id).resolve()} does not exist.)"
     )
+
+
+def check_hub_model_available(repo_id: str, *, local_files_only: bool = False, models_dir: str | Path | None = None) -> None:
+    """Fail early (before slow work) when a hub model is neither cached nor downloadable.
+
+    Only the presence of ``model_index.json`` in the Hugging Face cache is checked; a model whose
+    weights are missing from the cache is reported later by :func:`load_inpaint_pipeline`.
+
+    Raises:
+        ModelNotFoundError: not cached, and downloads are off, ``HF_HUB_OFFLINE`` is set or the hub
+            cannot be reached (the message says what to download and where to put it).
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str):
+        return
+    reason = _hub_offline_reason(local_files_only)
+    if reason is not None:
+        raise _hub_missing_error(repo_id, reason, Path(models_dir) if models_dir is not None else None)
 
 
 def _from_hub(cls: Any, repo_id: str, kwargs: dict[str, Any], local_files_only: bool, models_dir: Path | None) -> Any:
@@ -680,14 +703,14 @@ def _find_objects(args: argparse.Namespace, image: torch.Tensor, device: torch.d
     return segments, selected
 
 
-def _masks(args: argparse.Namespace, chosen: Any, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(repaint mask, keep mask)`` for the mode: ``[H, W]`` float32 0..1; the keep mask is None for replace."""
+def _masks(args: argparse.Namespace, chosen: Any, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(repaint mask, objects)``: ``[H, W]`` float32 0..1 each; ``objects`` is the cleaned, un-grown union."""
     from .masks import make_inpaint_mask
 
     options = dict(threshold=args.threshold, fill_holes=args.fill_holes, min_area=args.min_area)
     keep = args.mode == "keep"
     repaint = make_inpaint_mask(chosen, image_size=image_size, **options, grow=args.grow, invert=keep, feather=args.feather)
-    objects = make_inpaint_mask(chosen, image_size=image_size, **options) if keep else None
+    objects = make_inpaint_mask(chosen, image_size=image_size, **options)
     return repaint, objects
 
 
@@ -754,7 +777,9 @@ def _run(args: argparse.Namespace) -> int:
     _validate(args, CliError)
     _import_diffusers()  # fail before the slow detection if diffusers is missing
     models = Path(args.models) if args.models is not None else None
-    resolve_inpaint_model(args.inpaint_model, models)  # a missing local model fails before detection too
+    kind, location = resolve_inpaint_model(args.inpaint_model, models)  # a missing model fails before detection
+    if kind == "hub":
+        check_hub_model_available(location, local_files_only=args.no_download, models_dir=models)
     verbose, quiet = bool(getattr(args, "verbose", False)), bool(getattr(args, "quiet", False))
     _quiet_diffusers(verbose, quiet)
     device = _pick_device(args.device)
@@ -766,6 +791,12 @@ def _run(args: argparse.Namespace) -> int:
         raise NothingDetectedError(_nothing_found_message(args, len(segments)))
     chosen = segments.take(selected)
     repaint, objects = _masks(args, chosen, segments.image_size)
+    if not bool((objects > 0).any()):
+        raise NothingDetectedError(
+            f"the {len(selected)} selected instance(s) of {args.detect!r} in {args.image} have empty masks after "
+            f"--threshold {args.threshold} and --min-area {args.min_area}, so there is nothing to {args.mode}; lower "
+            f"them. Nothing was written to {args.out}."
+        )
 
     pipe = load_inpaint_pipeline(
         args.inpaint_model, device=device, dtype=dtype, local_files_only=args.no_download, models_dir=models,
@@ -776,7 +807,8 @@ def _run(args: argparse.Namespace) -> int:
     work = working_size(*segments.image_size, long_side=args.size, multiple=_pipeline_multiple(pipe))
     result = inpaint_image(
         pipe, image, repaint, args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
-        guidance=args.guidance, strength=args.strength, seed=seed, size=args.size, keep_mask=objects,
+        guidance=args.guidance, strength=args.strength, seed=seed, size=args.size,
+        keep_mask=objects if args.mode == "keep" else None,
     )
 
     args.out.mkdir(parents=True, exist_ok=True)

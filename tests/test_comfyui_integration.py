@@ -1,6 +1,8 @@
 """Against a real ComfyUI: the pack imports, every node is in /object_info with its descriptions and
-tooltips, and Load Image → Detect → Segment → Mask from Segmentation → Save Image runs over the
-HTTP API on tiny models.
+tooltips, Load Image → Detect → Segment → Mask from Segmentation → Save Image runs over the HTTP
+API on tiny models, every bundled example workflow runs end to end (with a tiny random-weight
+SD 1.5 inpainting checkpoint, 1 step) and keeps the pixels it promises to keep, and the headless
+client runs the mask-only workflow.
 
 Skipped unless ``COMFYUI_DIR`` points at a ComfyUI checkout. ``COMFYUI_PYTHON`` names the Python
 that has ComfyUI's requirements and this pack's (default: the Python running the tests), e.g.
@@ -27,6 +29,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+TINY_CKPT = "tiny-sd15-inpainting-random.safetensors"
 
 pytestmark = [
     pytest.mark.integration,
@@ -61,6 +64,11 @@ def comfy_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("comfy")
     models = work / "models"
     write_models_folder(models)
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    subprocess.run(
+        [python, str(ROOT / "tools" / "write_tiny_sd15_inpaint.py"), str(models / "checkpoints" / TINY_CKPT)],
+        check=True, env={**os.environ, "COMFYUI_DIR": str(COMFYUI_DIR)}, capture_output=True, timeout=300,
+    )
     nodes_dir = work / "custom_nodes"
     nodes_dir.mkdir()
     (nodes_dir / "grounded-inpaint").symlink_to(ROOT, target_is_directory=True)
@@ -70,13 +78,15 @@ def comfy_server(tmp_path_factory):
         f"  base_path: {models}\n"
         "  grounding-dino: grounding-dino\n"
         "  sams: sams\n"
+        "  checkpoints: checkpoints\n"
         f"  custom_nodes: {nodes_dir}\n"
     )
     for sub in ("input", "output", "temp"):
         (work / sub).mkdir()
     shutil.copy(ROOT / "assets" / "coffee.png", work / "input" / "coffee.png")
+    for picture in (ROOT / "example_workflows" / "inputs").glob("*.png"):
+        shutil.copy(picture, work / "input" / f"example_{picture.name}")
     port = _free_port()
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     log = open(work / "comfy.log", "w")
     proc = subprocess.Popen(
         [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
@@ -122,22 +132,33 @@ def test_pack_imports_and_every_node_is_listed(comfy_server):
     assert "grounding-dino-tiny-random" in info["GroundedInpaintLoadGroundingDino"]["input"]["required"]["model_name"][0]
 
 
+def _run(base: str, workflow: dict, timeout: float = 300) -> dict:
+    """Queue ``workflow``, wait for it, and return its /history entry (fails on an error)."""
+    prompt_id = _post(f"{base}/prompt", {"prompt": workflow, "client_id": "grounded-inpaint-test"})["prompt_id"]
+    deadline = time.time() + timeout
+    entry = None
+    while time.time() < deadline:
+        history = _get(f"{base}/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id].get("status", {}).get("status_str") in ("success", "error"):
+            entry = history[prompt_id]
+            break
+        time.sleep(0.5)
+    assert entry is not None, f"the workflow did not finish within {timeout} s"
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
+    return entry
+
+
+def _saved(work: Path, entry: dict, node_id: str) -> np.ndarray:
+    images = entry["outputs"][node_id]["images"]
+    assert len(images) == 1
+    return np.asarray(Image.open(work / "output" / images[0]["subfolder"] / images[0]["filename"]))
+
+
 def test_detect_segment_mask_workflow_over_the_api(comfy_server):
     base, work = comfy_server
     workflow = json.loads((ROOT / "tests" / "data" / "detect_segment_mask_api.json").read_text())
     workflow["7"]["inputs"]["filename_prefix"] = f"gi_{uuid.uuid4().hex[:6]}"
-    prompt_id = _post(f"{base}/prompt", {"prompt": workflow, "client_id": "grounded-inpaint-test"})["prompt_id"]
-    deadline = time.time() + 180
-    entry = None
-    while time.time() < deadline:
-        history = _get(f"{base}/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-            entry = history[prompt_id]
-            if entry["status"].get("status_str") in ("success", "error"):
-                break
-        time.sleep(0.5)
-    assert entry is not None, "the workflow did not finish within 180 s"
-    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
+    entry = _run(base, workflow)
     images = entry["outputs"]["7"]["images"]
     assert len(images) == 1
     saved = work / "output" / images[0]["subfolder"] / images[0]["filename"]
@@ -146,3 +167,107 @@ def test_detect_segment_mask_workflow_over_the_api(comfy_server):
     assert mask.shape[:2] == (source.height, source.width)
     assert set(np.unique(mask).tolist()) <= {0, 255}  # a hard mask (feather 0)
     assert (mask == 255).any()  # inverted: the background is to be repainted
+
+
+def _example(name: str) -> dict:
+    """An example workflow's API twin on the test's tiny models, with unique output names."""
+    workflow = json.loads((ROOT / "example_workflows" / "api" / f"{name}_api.json").read_text())
+    tag = uuid.uuid4().hex[:6]
+    for node in workflow.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind == "GroundedInpaintLoadGroundingDino":
+            inputs["model_name"] = "grounding-dino-tiny-random"
+        elif kind == "GroundedInpaintLoadSam":
+            inputs["model_name"] = "sam_vit_tiny_random.pth"
+        elif kind == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = TINY_CKPT
+        elif kind == "KSampler":
+            inputs["steps"] = 1
+        elif kind == "LoadImage":
+            inputs["image"] = f"example_{inputs['image']}"
+        elif kind == "SaveImage":
+            inputs["filename_prefix"] = f"{inputs['filename_prefix']}_{tag}"
+    return workflow
+
+
+def _add_save(workflow: dict, node_id: str, source: list, *, mask: bool = False) -> None:
+    """Save ``source`` too (a MASK goes through MaskToImage first)."""
+    if mask:
+        workflow[f"{node_id}m"] = {"class_type": "MaskToImage", "inputs": {"mask": source}}
+        source = [f"{node_id}m", 0]
+    workflow[node_id] = {"class_type": "SaveImage", "inputs": {"images": source, "filename_prefix": f"check_{node_id}_{uuid.uuid4().hex[:6]}"}}
+
+
+def _find(workflow: dict, kind: str, title: str | None = None) -> str:
+    return next(k for k, v in workflow.items() if v["class_type"] == kind and (title is None or v.get("_meta", {}).get("title") == title))
+
+
+def test_background_generation_keeps_the_product(comfy_server):
+    base, work = comfy_server
+    wf = _example("background_generation")
+    _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
+    _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments", "Keep mask (the cup)"), 0], mask=True)
+    entry = _run(base, wf)
+    result, original, keep = _saved(work, entry, _find(wf, "SaveImage", None)), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
+    assert result.shape == original.shape == (264, 400, 3)
+    assert (keep == 255).any()
+    assert np.array_equal(result[keep == 255], original[keep == 255])
+
+
+def test_product_placement_only_repaints_the_edge_band(comfy_server):
+    base, work = comfy_server
+    wf = _example("product_placement")
+    composite = _find(wf, "GroundedInpaintComposite")
+    _add_save(wf, "900", [composite, 0])
+    _add_save(wf, "901", [_find(wf, "InvertMask"), 0], mask=True)
+    entry = _run(base, wf)
+    result, pasted, outside = _saved(work, entry, _find(wf, "SaveImage")), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
+    assert result.shape == pasted.shape == (384, 512, 3)  # the backdrop's size
+    assert np.array_equal(result[outside == 255], pasted[outside == 255])
+
+
+def test_object_replacement_changes_only_the_mask(comfy_server):
+    base, work = comfy_server
+    wf = _example("object_replacement")
+    _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
+    _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments"), 0], mask=True)
+    entry = _run(base, wf)
+    result, original, mask = _saved(work, entry, _find(wf, "SaveImage")), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
+    assert result.shape == original.shape == (264, 400, 3)
+    # The saved mask is 8-bit: the feather's tail (values below 1/255, up to the feather radius of
+    # 8 px beyond the visible edge) shows as 0, so pixels there may differ by one level; farther away
+    # (21x21 neighbourhood all zero) they are exactly the original.
+    from scipy.ndimage import maximum_filter
+
+    untouched = maximum_filter(mask, size=21) == 0
+    assert untouched.sum() > 1000
+    assert np.array_equal(result[untouched], original[untouched])
+    diff = np.abs(result.astype(int) - original.astype(int))
+    assert diff[mask == 0].max() <= 1
+
+
+def test_mask_only_saves_mask_overlay_and_cutout(comfy_server):
+    base, work = comfy_server
+    wf = _example("mask_only")
+    entry = _run(base, wf)
+    saves = sorted(k for k, v in wf.items() if v["class_type"] == "SaveImage")
+    outputs = {wf[k]["inputs"]["filename_prefix"].split("/")[-1].split("_")[0]: _saved(work, entry, k) for k in saves}
+    assert outputs["mask"].shape == (264, 400, 3) and set(np.unique(outputs["mask"]).tolist()) <= {0, 255}
+    assert outputs["overlay"].shape == (264, 400, 3)
+    assert outputs["cutout"].ndim == 3 and outputs["cutout"].shape[2] == 4  # RGBA
+
+
+def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):
+    from grounded_inpaint.client import main as client_main
+
+    base, work = comfy_server
+    out = tmp_path / "client_out"
+    rc = client_main([
+        "-q", "run", str(ROOT / "example_workflows" / "api" / "mask_only_api.json"), "--server", base.replace("http://", ""),
+        "--image", str(ROOT / "example_workflows" / "inputs" / "coffee.png"),
+        "--set", "2.model_name=grounding-dino-tiny-random", "--set", "3.model_name=sam_vit_tiny_random.pth",
+        "--set", f"9.filename_prefix=client_{uuid.uuid4().hex[:6]}", "--out", str(out), "--timeout", "300",
+        "--expect-images", "3",
+    ])
+    assert rc == 0
+    assert len(list(out.glob("*.png"))) == 3
