@@ -18,11 +18,11 @@ from typing import Any, Iterator
 import torch
 
 from ..py.models import list_models_in
-from ..py.registry import DETECTOR_FOLDER, SAM_FOLDER, Family, find_known, known_models
+from ..py.registry import FAMILY_FOLDERS, Family, find_known, known_models
 
 log = logging.getLogger("grounded_inpaint.nodes")
 
-FOLDERS: dict[str, str] = {"grounding-dino": DETECTOR_FOLDER, "sam": SAM_FOLDER}
+FOLDERS: dict[str, tuple[str, ...]] = FAMILY_FOLDERS
 
 
 def _comfy_mm():
@@ -193,23 +193,23 @@ def check_interrupt() -> None:
 
 
 def register_model_folders() -> None:
-    """Add ``models/grounding-dino`` and ``models/sams`` to ComfyUI's folder registry.
+    """Add ``models/grounding-dino``, ``models/sams``, ``models/sam2`` and ``models/sam3`` to ComfyUI's
+    folder registry.
 
     Paths that ``extra_model_paths.yaml`` or other packs registered under the same names stay.
     """
     fp = _folder_paths()
     if fp is None:
         return
-    for folder in FOLDERS.values():
-        default = os.path.join(fp.models_dir, folder)
-        existing = fp.folder_names_and_paths.get(folder)
-        if existing is None or default not in existing[0]:
-            fp.add_model_folder_path(folder, default)
+    for folders in FOLDERS.values():
+        for folder in folders:
+            default = os.path.join(fp.models_dir, folder)
+            existing = fp.folder_names_and_paths.get(folder)
+            if existing is None or default not in existing[0]:
+                fp.add_model_folder_path(folder, default)
 
 
-def model_folders(family: Family) -> list[Path]:
-    """The folders searched for ``family`` models, first one = where downloads go."""
-    folder = FOLDERS[family]
+def _folder_paths_named(folder: str) -> list[Path]:
     fp = _folder_paths()
     if fp is not None:
         try:
@@ -218,6 +218,14 @@ def model_folders(family: Family) -> list[Path]:
             return [Path(fp.models_dir) / folder]
     root = Path(os.environ.get("GROUNDED_INPAINT_MODELS", "models"))
     return [root / folder]
+
+
+def model_folders(family: Family) -> list[Path]:
+    """The folders searched for ``family`` models (every path of each of its folder names, in order)."""
+    paths: list[Path] = []
+    for folder in FOLDERS[family]:
+        paths += [p for p in _folder_paths_named(folder) if p not in paths]
+    return paths
 
 
 def model_choices(family: Family) -> list[str]:
@@ -249,7 +257,7 @@ def resolve_choice(family: Family, name: str, progress=None) -> Path:
             return folder / name
     known = find_known(name, family)
     assert known is not None  # a choice is either present or known
-    return download_known_model(known, model_folders(family)[0], progress=progress)
+    return download_known_model(known, _folder_paths_named(known.folder)[0], progress=progress)
 
 
 # ----------------------------------------------------------------------------- previews

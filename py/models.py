@@ -22,7 +22,7 @@ import torch
 
 from .download import Progress, download_known_model
 from .errors import ModelNotFoundError
-from .registry import DETECTOR_FOLDER, SAM_FOLDER, Family, find_known, known_models
+from .registry import DETECTOR_FOLDER, FAMILY_FOLDERS, Family, find_known, known_models
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DETECTOR = "grounding-dino-tiny"
 DEFAULT_SEGMENTER = "sam-vit-base"
 
-_FOLDERS: dict[str, str] = {"grounding-dino": DETECTOR_FOLDER, "sam": SAM_FOLDER}
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 
 _cache: "OrderedDict[tuple[str, str, str], object]" = OrderedDict()
@@ -79,11 +78,19 @@ def list_models_in(folder: str | Path, family: Family) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if _is_model_entry(p, family))
 
 
+def family_folders(models_dir: str | Path, family: Family) -> list[Path]:
+    """``models_dir/<folder>`` for each folder of ``family`` (:data:`FAMILY_FOLDERS`), main folder first."""
+    return [Path(models_dir) / name for name in FAMILY_FOLDERS[family]]
+
+
 def list_local_models(models_dir: str | Path | None, family: Family) -> list[str]:
-    """Names of the models of ``family`` present in ``models_dir/<family folder>`` (sorted)."""
+    """Names of the models of ``family`` present in its folders under ``models_dir`` (each folder sorted)."""
     if models_dir is None:
         return []
-    return list_models_in(Path(models_dir) / _FOLDERS[family], family)
+    names: list[str] = []
+    for folder in family_folders(models_dir, family):
+        names += [n for n in list_models_in(folder, family) if n not in names]
+    return names
 
 
 def list_model_choices(models_dir: str | Path | None, family: Family) -> list[str]:
@@ -112,11 +119,14 @@ def resolve_model(
     candidate = Path(text).expanduser()
     if candidate.exists() and (candidate.is_absolute() or models_dir is None or len(candidate.parts) > 1):
         return candidate
-    folder = Path(models_dir) / _FOLDERS[family] if models_dir is not None else None
-    if folder is not None and (folder / text).exists() and _is_model_entry(folder / text, family):
-        return folder / text
+    folders = family_folders(models_dir, family) if models_dir is not None else []
+    for place in folders:
+        if (place / text).exists() and _is_model_entry(place / text, family):
+            return place / text
+    folder = folders[0] if folders else None
     known = find_known(text, family)
     if known is not None:
+        folder = Path(models_dir) / known.folder if models_dir is not None else None
         if folder is None:
             raise ModelNotFoundError(
                 f"{known.name} needs a models folder to be downloaded into (e.g. --models ./models); "
@@ -130,7 +140,7 @@ def resolve_model(
             )
         return download_known_model(known, folder, progress=progress)
     local = list_local_models(models_dir, family)
-    where = f" in {folder}" if folder is not None else ""
+    where = f" in {' or '.join(str(f) for f in folders)}" if folders else ""
     raise ModelNotFoundError(
         f"unknown {family} model {text!r}: no such file{where}. Choose one of: "
         f"{', '.join(local + [m.name for m in known_models(family) if m.name not in local])}"

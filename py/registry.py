@@ -13,12 +13,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["KnownModel", "KNOWN_MODELS", "DETECTOR_FOLDER", "SAM_FOLDER", "known_models", "find_known"]
+__all__ = [
+    "KnownModel",
+    "KNOWN_MODELS",
+    "DETECTOR_FOLDER",
+    "SAM_FOLDER",
+    "known_models",
+    "find_known",
+    "download_urls",
+    "comfy_registry_models",
+    "FAMILY_FOLDERS",
+    "SAM2_FOLDER",
+    "SAM3_FOLDER",
+]
 
 DETECTOR_FOLDER = "grounding-dino"
 SAM_FOLDER = "sams"
+#: Where other packs (kijai's ComfyUI-segment-anything-2, LayerStyle) keep SAM 2 / 2.1 files.
+SAM2_FOLDER = "sam2"
+SAM3_FOLDER = "sam3"
 
-Family = Literal["grounding-dino", "sam"]
+#: ``grounding-dino``: text → boxes detectors; ``sam``: box/point → mask segmenters (SAM, SAM-HQ,
+#: SAM 2.1); ``sam3``: text → instance masks.
+Family = Literal["grounding-dino", "sam", "sam3"]
+
+#: The model sub-folders searched for each family, in order; the first is the family's main folder.
+FAMILY_FOLDERS: dict[str, tuple[str, ...]] = {
+    "grounding-dino": (DETECTOR_FOLDER,),
+    "sam": (SAM_FOLDER, SAM2_FOLDER),
+    "sam3": (SAM3_FOLDER,),
+}
 
 _HF_GDINO_FILES = (
     "config.json",
@@ -39,9 +63,11 @@ class KnownModel:
     Attributes:
         name: the name shown in dropdowns and accepted by the CLI; also the file or folder name
             it is stored under inside ``folder``.
-        family: ``"grounding-dino"`` or ``"sam"``.
-        folder: the models sub-folder it belongs in (``grounding-dino`` or ``sams``).
+        family: ``"grounding-dino"``, ``"sam"`` or ``"sam3"``.
+        folder: the models sub-folder it is downloaded into (one of ``FAMILY_FOLDERS[family]``).
         backend: which loader reads it: ``"transformers"`` (a HF folder) or ``"meta"`` (a ``.pth``).
+        arch: the architecture (``grounding-dino``, ``mm-grounding-dino``, ``sam``, ``sam-hq``,
+            ``sam2``, ``sam3``).
         repo_id: Hugging Face repository for HF folders.
         files: the files of a HF folder that are fetched (weights as safetensors only).
         url: the download address of a single-file model.
@@ -56,6 +82,7 @@ class KnownModel:
     backend: Literal["transformers", "meta"]
     size_mb: int
     license: str
+    arch: str = ""
     repo_id: str | None = None
     files: tuple[str, ...] = ()
     url: str | None = None
@@ -73,44 +100,60 @@ class KnownModel:
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel(
-        "grounding-dino-tiny", "grounding-dino", DETECTOR_FOLDER, "transformers", 694, "Apache-2.0",
+        "grounding-dino-tiny", "grounding-dino", DETECTOR_FOLDER, "transformers", 694, "Apache-2.0", arch="grounding-dino",
         repo_id="IDEA-Research/grounding-dino-tiny", files=_HF_GDINO_FILES,
         sha256="1a2412ef99bd74bcd3c2a246fa1e48581f8889a1300c9051974741314fc042f3",
     ),
     KnownModel(
-        "grounding-dino-base", "grounding-dino", DETECTOR_FOLDER, "transformers", 933, "Apache-2.0",
+        "grounding-dino-base", "grounding-dino", DETECTOR_FOLDER, "transformers", 933, "Apache-2.0", arch="grounding-dino",
         repo_id="IDEA-Research/grounding-dino-base", files=_HF_GDINO_FILES,
     ),
     KnownModel(
-        "sam_vit_b_01ec64.pth", "sam", SAM_FOLDER, "meta", 375, "Apache-2.0",
+        "sam_vit_b_01ec64.pth", "sam", SAM_FOLDER, "meta", 375, "Apache-2.0", arch="sam",
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
     ),
     KnownModel(
-        "sam_vit_l_0b3195.pth", "sam", SAM_FOLDER, "meta", 1250, "Apache-2.0",
+        "sam_vit_l_0b3195.pth", "sam", SAM_FOLDER, "meta", 1250, "Apache-2.0", arch="sam",
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
     ),
     KnownModel(
-        "sam_vit_h_4b8939.pth", "sam", SAM_FOLDER, "meta", 2560, "Apache-2.0",
+        "sam_vit_h_4b8939.pth", "sam", SAM_FOLDER, "meta", 2560, "Apache-2.0", arch="sam",
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
     ),
     KnownModel(
-        "sam-vit-base", "sam", SAM_FOLDER, "transformers", 375, "Apache-2.0",
+        "sam-vit-base", "sam", SAM_FOLDER, "transformers", 375, "Apache-2.0", arch="sam",
         repo_id="facebook/sam-vit-base", files=_HF_SAM_FILES,
     ),
     KnownModel(
-        "sam-vit-large", "sam", SAM_FOLDER, "transformers", 1250, "Apache-2.0",
+        "sam-vit-large", "sam", SAM_FOLDER, "transformers", 1250, "Apache-2.0", arch="sam",
         repo_id="facebook/sam-vit-large", files=_HF_SAM_FILES,
     ),
     KnownModel(
-        "sam-vit-huge", "sam", SAM_FOLDER, "transformers", 2560, "Apache-2.0",
+        "sam-vit-huge", "sam", SAM_FOLDER, "transformers", 2560, "Apache-2.0", arch="sam",
         repo_id="facebook/sam-vit-huge", files=_HF_SAM_FILES,
     ),
+    # --- extra GroundingDINO models (MM-GroundingDINO, original checkpoints) ---
+    # --- SAM-HQ models ---
+    # --- SAM 2.1 models ---
+    # --- SAM 3 models ---
 )
 
 
 def known_models(family: Family | None = None) -> list[KnownModel]:
     """The known models, optionally only those of one family, in a stable order."""
     return [m for m in KNOWN_MODELS if family is None or m.family == family]
+
+
+def download_urls(model: KnownModel) -> list[tuple[str, str]]:
+    """``(location, url)`` of every file of ``model``; location is relative to the models folder."""
+    if model.is_folder:
+        return [(f"/{model.folder}/{model.name}/{f}", f"https://huggingface.co/{model.repo_id}/resolve/main/{f}") for f in model.files]
+    return [(f"/{model.folder}/{model.name}", str(model.url))]
+
+
+def comfy_registry_models() -> list[dict[str, str]]:
+    """The ``[tool.comfy] Models`` entries of pyproject.toml, derived from :data:`KNOWN_MODELS`."""
+    return [{"location": loc, "model_url": url} for m in KNOWN_MODELS for loc, url in download_urls(m)]
 
 
 def find_known(name: str, family: Family | None = None) -> KnownModel | None:

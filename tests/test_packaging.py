@@ -1,0 +1,62 @@
+"""Packaging facts the Comfy Registry, ComfyUI-Manager and pip rely on."""
+
+import re
+import tomllib
+from pathlib import Path
+
+from grounded_inpaint.registry import KNOWN_MODELS, comfy_registry_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_project_and_registry_metadata():
+    data = _pyproject()
+    assert data["project"]["name"] == "grounded-inpaint"
+    comfy = data["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] == "Grounded Inpaint"
+    assert comfy["Icon"].endswith("web/icon.png") and (ROOT / "web" / "icon.png").is_file()
+
+
+def test_registry_models_come_from_the_known_models():
+    models = _pyproject()["tool"]["comfy"]["Models"]
+    assert models == comfy_registry_models()
+    for known in KNOWN_MODELS:
+        assert any(m["location"].startswith(f"/{known.folder}/{known.name}") for m in models)
+    assert all(m["model_url"].startswith("https://") for m in models)
+    assert not any(m["location"].endswith((".bin", ".pt")) for m in models)  # no pickles from the hub
+
+
+def test_requirements_never_pin_torch():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    names = [re.split(r"[<>=!~\[ ]", line)[0].lower() for line in lines if line]
+    assert "torch" not in names and "torchvision" not in names
+    assert {"transformers", "segment-anything", "huggingface-hub"} <= set(names)
+    deps = [re.split(r"[<>=!~\[ ]", d)[0].lower() for d in _pyproject()["project"]["dependencies"]]
+    assert "torch" not in deps
+
+
+def test_library_never_imports_comfyui():
+    pattern = re.compile(r"^\s*(import|from)\s+(comfy|folder_paths|server|nodes)\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "py").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+
+
+def test_no_print_in_the_library_or_nodes():
+    allowed = {"cli.py", "client.py", "inpaint.py"}  # user-facing command output
+    offenders = []
+    for folder in ("py", "nodes"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.name not in allowed and re.search(r"^\s*print\(", path.read_text(), re.M):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_no_hard_coded_cuda_in_the_nodes():
+    """Devices come from comfy.model_management; comparing a device's type is fine, naming one is not."""
+    pattern = re.compile(r"""(torch\.device\(|\.to\(|\.cuda\(|device\s*=\s*)\s*["']cuda""")
+    for path in (ROOT / "nodes").rglob("*.py"):
+        assert not pattern.search(path.read_text()), path
