@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("models", help="list local and downloadable models")
     ls.add_argument("--models", default=_models_default(), type=Path, help="models folder")
+
+    from .inpaint import add_inpaint_arguments  # diffusers itself is imported only when it runs
+
+    add_inpaint_arguments(sub)
     return parser
 
 
@@ -197,12 +201,12 @@ def run_mask(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     from .models import list_local_models
-    from .registry import known_models
+    from .registry import FAMILY_FOLDERS, known_models
 
     lines = []
-    for family, folder in (("grounding-dino", "grounding-dino"), ("sam", "sams")):
+    for family, folders in FAMILY_FOLDERS.items():
         local = list_local_models(args.models, family)  # type: ignore[arg-type]
-        lines.append(f"{family} ({args.models / folder}):")
+        lines.append(f"{family} ({', '.join(str(args.models / f) for f in folders)}):")
         for name in local:
             lines.append(f"  {name}  [present]")
         for model in known_models(family):  # type: ignore[arg-type]
@@ -237,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return run_models(args)
+        if args.command == "inpaint":
+            return args.func(args)
         return run_mask(args)
     except (CliError, EmptyPromptError) as exc:
         print(f"error: {exc}", file=sys.stderr)
