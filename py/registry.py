@@ -23,6 +23,7 @@ __all__ = [
     "download_urls",
     "comfy_registry_models",
     "FAMILY_FOLDERS",
+    "models_markdown_table",
     "SAM2_FOLDER",
     "SAM3_FOLDER",
 ]
@@ -111,14 +112,17 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel(
         "sam_vit_b_01ec64.pth", "sam", SAM_FOLDER, "meta", 375, "Apache-2.0", arch="sam",
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+        sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     ),
     KnownModel(
         "sam_vit_l_0b3195.pth", "sam", SAM_FOLDER, "meta", 1250, "Apache-2.0", arch="sam",
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+        sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
     ),
     KnownModel(
         "sam_vit_h_4b8939.pth", "sam", SAM_FOLDER, "meta", 2560, "Apache-2.0", arch="sam",
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+        sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
     ),
     KnownModel(
         "sam-vit-base", "sam", SAM_FOLDER, "transformers", 375, "Apache-2.0", arch="sam",
@@ -162,3 +166,35 @@ def find_known(name: str, family: Family | None = None) -> KnownModel | None:
         if name in (model.name, model.repo_id):
             return model
     return None
+
+
+_ARCH_NAMES = {
+    "grounding-dino": "GroundingDINO",
+    "mm-grounding-dino": "MM-GroundingDINO",
+    "sam": "SAM",
+    "sam-hq": "SAM-HQ",
+    "sam2": "SAM 2.1",
+    "sam3": "SAM 3",
+}
+
+
+def models_markdown_table() -> str:
+    """The README's table of known models (one row per :data:`KNOWN_MODELS` entry), as Markdown.
+
+    ``tools/sync_models.py`` writes it into README.md and pyproject.toml; a test keeps them equal.
+    """
+    rows = [
+        "| name | model | size | format | folder | licence | source | sha256 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in KNOWN_MODELS:
+        size = f"{m.size_mb / 1024:.1f} GB" if m.size_mb >= 1024 else f"{m.size_mb} MB"
+        kind = "transformers folder" if m.is_folder else ("original checkpoint" if m.backend not in ("transformers",) else "file")
+        sha = f"`{m.sha256}`" if m.sha256 else "—"
+        label = m.repo_id or (m.url.rsplit("/", 1)[-1] if m.url else m.name)
+        rows.append(
+            f"| `{m.name}` | {_ARCH_NAMES.get(m.arch, m.arch or m.family)} | {size} | {kind} | `models/{m.folder}` "
+            f"| {m.license} | [{label}]({m.source}) | {sha} |"
+        )
+    return "\n".join(rows) + "\n"
+

@@ -60,3 +60,28 @@ def test_no_hard_coded_cuda_in_the_nodes():
     pattern = re.compile(r"""(torch\.device\(|\.to\(|\.cuda\(|device\s*=\s*)\s*["']cuda""")
     for path in (ROOT / "nodes").rglob("*.py"):
         assert not pattern.search(path.read_text()), path
+
+
+def test_readme_and_pyproject_model_lists_are_in_sync_with_the_registry():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_models.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    readme = (ROOT / "README.md").read_text()
+    for known in KNOWN_MODELS:
+        assert f"| `{known.name}` |" in readme
+        if known.sha256:
+            assert known.sha256 in readme
+
+
+def test_every_known_model_has_a_folder_of_its_family_and_an_architecture():
+    from grounded_inpaint.registry import FAMILY_FOLDERS
+
+    names = [m.name for m in KNOWN_MODELS]
+    assert len(names) == len(set(names))
+    for known in KNOWN_MODELS:
+        assert known.folder in FAMILY_FOLDERS[known.family], known.name
+        assert known.arch, known.name
+        assert known.is_folder == bool(known.files), known.name
+        assert known.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", known.sha256), known.name
