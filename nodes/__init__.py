@@ -10,6 +10,7 @@ from . import runtime
 from .imaging import Composite, CutOut, Overlay
 from .loaders import LoadGroundingDino, LoadSam
 from .masking import MaskFromSegments, SegmentsInfo
+from .sam3 import LoadSam3, Sam3Segment
 from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
 
 runtime.register_model_folders()
@@ -25,6 +26,8 @@ _NODES = (
     ("GroundedInpaintOverlay", Overlay, "Overlay Segments"),
     ("GroundedInpaintCutOut", CutOut, "Cut Out Object"),
     ("GroundedInpaintComposite", Composite, "Composite Object"),
+    ("GroundedInpaintLoadSam3", LoadSam3, "Load SAM 3 Model"),
+    ("GroundedInpaintSam3Segment", Sam3Segment, "SAM 3 Segment (text → masks)"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

@@ -15,6 +15,7 @@ DETECTOR_TYPE = "GI_DETECTOR"
 SAM_TYPE = "GI_SAM_MODEL"
 DETECTIONS_TYPE = "GI_DETECTIONS"
 SEGMENTS_TYPE = "GI_SEGMENTS"
+SAM3_TYPE = "GI_SAM3_MODEL"
 
 
 def tip(text: str, **options: Any) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..py.models import load_detector, load_segmenter
@@ -35,7 +37,10 @@ def _load(family: str, name: str, device: str, precision: str, loader, *, auto_h
 
 class LoadGroundingDino:
     DESCRIPTION = (
-        "Loads a GroundingDINO detector from models/grounding-dino (a transformers folder with its own tokenizer). "
+        "Loads a text-prompted detector from models/grounding-dino: a transformers GroundingDINO or MM-GroundingDINO "
+        "folder (with its own tokenizer), or an original GroundingDINO .pth such as groundingdino_swint_ogc.pth "
+        "(converted in memory, its .cfg.py is never run; BERT's tokenizer files are downloaded once into "
+        "models/grounding-dino/bert-base-uncased unless a tokenizer or a transformers GroundingDINO folder is there). "
         "Known models that are missing are downloaded there on first use, with progress; offline, the error names "
         "the files and the folder to put them in."
     )
@@ -50,22 +55,27 @@ class LoadGroundingDino:
         return {
             "required": {
                 "model_name": (runtime.model_choices("grounding-dino"), tip(
-                    "A model in models/grounding-dino, or a known one to download (grounding-dino-tiny: 694 MB, "
-                    "grounding-dino-base: 933 MB).")),
+                    "A model in models/grounding-dino (transformers folder or original .pth), or a known one to "
+                    "download: grounding-dino-tiny 694 MB, grounding-dino-base 933 MB, MM-GroundingDINO tiny/base/large "
+                    "0.7/0.9/1.4 GB (better zero-shot accuracy), groundingdino_swint_ogc.pth 694 MB, "
+                    "groundingdino_swinb_cogcoor.pth 938 MB.")),
                 "device": _DEVICE,
                 "precision": _PRECISION,
             }
         }
 
     def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
-        return (_load("grounding-dino", model_name, device, precision, load_detector, auto_half=False),)
+        # an original .pth has no tokenizer: like a missing known model, it is fetched (once, logged)
+        loader = functools.partial(load_detector, download_tokenizer=True)
+        return (_load("grounding-dino", model_name, device, precision, loader, auto_half=False),)
 
 
 class LoadSam:
     DESCRIPTION = (
-        "Loads a Segment Anything model from models/sams: Meta's sam_vit_b/l/h .pth files (the architecture is read "
-        "from the weights, not the file name) or transformers folders (sam-vit-base/-large/-huge). Known models "
-        "that are missing are downloaded there on first use."
+        "Loads a Segment Anything model from models/sams or models/sam2: Meta's SAM sam_vit_b/l/h .pth, SAM-HQ "
+        "sam_hq_vit_b/l/h .pth, SAM 2.1 sam2.1_hiera_tiny/small/base_plus/large .pt or .safetensors (as other packs "
+        "store them), or transformers folders (sam-vit-*, sam-hq-vit-*, sam2.1-hiera-*). The model family and size are "
+        "read from the weights, not the file name. Known models that are missing are downloaded on first use."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = (SAM_TYPE,)
@@ -78,7 +88,8 @@ class LoadSam:
         return {
             "required": {
                 "model_name": (runtime.model_choices("sam"), tip(
-                    "A SAM checkpoint in models/sams, or a known one to download (vit_b 375 MB, vit_l 1.2 GB, vit_h 2.5 GB).")),
+                    "A SAM, SAM-HQ or SAM 2.1 checkpoint in models/sams or models/sam2, or a known one to download "
+                    "(SAM / SAM-HQ vit_b 375 MB, vit_l 1.2 GB, vit_h 2.5 GB; SAM 2.1 tiny 156 MB … large 898 MB).")),
                 "device": _DEVICE,
                 "precision": _PRECISION,
             }

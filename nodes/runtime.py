@@ -62,11 +62,18 @@ def intermediate_device() -> torch.device:
     return mm.intermediate_device() if mm is not None else torch.device("cpu")
 
 
-def choose_dtype(precision: str, device: torch.device, *, auto_half: bool) -> torch.dtype:
+def choose_dtype(
+    precision: str,
+    device: torch.device,
+    *,
+    auto_half: bool,
+    auto_order: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16),
+) -> torch.dtype:
     """The dtype for ``precision`` (auto / fp32 / fp16 / bf16) on ``device``.
 
     Half precision is used only where the device supports it; otherwise fp32 is used and a warning
-    says why. ``auto`` picks fp16/bf16 on GPUs when ``auto_half`` and ComfyUI says it is supported.
+    says why. ``auto`` picks the first of ``auto_order`` that ComfyUI says the GPU supports when
+    ``auto_half`` (e.g. ``(torch.bfloat16,)`` for a model trained in bf16 that overflows in fp16).
     """
     mm = _comfy_mm()
     if precision == "fp32":
@@ -83,7 +90,8 @@ def choose_dtype(precision: str, device: torch.device, *, auto_half: bool) -> to
     if precision == "auto":
         if not auto_half:
             return torch.float32
-        return torch.float16 if fp16_ok else (torch.bfloat16 if bf16_ok else torch.float32)
+        supported = {torch.float16: fp16_ok, torch.bfloat16: bf16_ok}
+        return next((d for d in auto_order if supported.get(d)), torch.float32)
     if precision == "fp16" and fp16_ok:
         return torch.float16
     if precision == "bf16" and bf16_ok:

@@ -147,11 +147,13 @@ def download_hf_folder(
     sha256: str | None = None,
     progress: Progress | None = None,
     show_progress: bool = True,
+    gated: bool = False,
 ) -> Path:
     """Download ``files`` of the Hugging Face repo ``repo_id`` into the folder ``dest`` atomically.
 
     The files go into a hidden sibling folder first; ``dest`` appears only when all of them are
-    there. ``sha256`` (if given) is checked against ``model.safetensors``.
+    there. ``sha256`` (if given) is checked against ``model.safetensors``. ``gated`` repositories get
+    a failure message that says how to accept the licence and log in.
 
     Raises:
         ModelNotFoundError: offline, repository or file missing, or any transfer error.
@@ -181,7 +183,11 @@ def download_hf_folder(
             try:
                 hf_hub_download(repo_id, name, local_dir=tmp, tqdm_class=tqdm_class)
             except Exception as exc:  # network, HTTP, offline mode, missing file: all end the same way
-                raise _offline_error(dest.name, dest, source, f"{name}: {_first_line(exc)}", files) from None
+                reason = f"{name}: {_first_line(exc)}"
+                if gated:
+                    reason += (f"; {repo_id} is gated: accept its licence at {source} and log in with "
+                               "`hf auth login` (or set HF_TOKEN), then try again")
+                raise _offline_error(dest.name, dest, source, reason, files) from None
             if progress is not None:
                 progress(index + 1, len(files))
         weights = tmp / "model.safetensors"
@@ -217,7 +223,7 @@ def download_known_model(
         log.info("downloading %s (%d MB) from %s into %s", model.name, model.size_mb, model.source, target)
         return download_hf_folder(
             model.repo_id or "", model.files, target, sha256=model.sha256, progress=progress,
-            show_progress=show_progress,
+            show_progress=show_progress, gated=model.gated,
         )
     if target.is_file():
         return target

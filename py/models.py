@@ -22,7 +22,7 @@ import torch
 
 from .download import Progress, download_known_model
 from .errors import ModelNotFoundError
-from .registry import DETECTOR_FOLDER, FAMILY_FOLDERS, Family, find_known, known_models
+from .registry import FAMILY_FOLDERS, Family, find_known, known_models
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -33,6 +33,9 @@ __all__ = [
     "resolve_model",
     "load_detector",
     "load_segmenter",
+    "sam_family",
+    "load_sam3",
+    "DEFAULT_SAM3",
     "clear_cache",
     "cache_info",
     "parse_dtype",
@@ -45,7 +48,7 @@ DEFAULT_SEGMENTER = "sam-vit-base"
 
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 
-_cache: "OrderedDict[tuple[str, str, str], object]" = OrderedDict()
+_cache: "OrderedDict[tuple[str, str, str, str], object]" = OrderedDict()
 _cache_lock = threading.Lock()
 #: How many loaded models the cache keeps (least recently used go first).
 CACHE_SIZE = 4
@@ -67,7 +70,8 @@ def _is_model_entry(path: Path, family: Family) -> bool:
         return False  # hidden, e.g. an unfinished download
     if path.is_dir():
         return (path / "config.json").is_file()
-    return family == "sam" and path.suffix.lower() in _WEIGHT_SUFFIXES
+    # SAM checkpoints and original GroundingDINO checkpoints (groundingdino_swint_ogc.pth) are single files
+    return family in ("sam", "grounding-dino") and path.suffix.lower() in _WEIGHT_SUFFIXES
 
 
 def list_models_in(folder: str | Path, family: Family) -> list[str]:
@@ -147,7 +151,9 @@ def resolve_model(
     )
 
 
-def _cached(key: tuple[str, str, str], load: Callable[[], object]) -> object:
+def _cached(family: str, key: tuple[str, str, str], load: Callable[[], object]) -> object:
+    """The model cached under ``(family, path, device, dtype)``, loading it on a miss (LRU, :data:`CACHE_SIZE`)."""
+    key = (family, *key)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -167,8 +173,11 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def cache_info() -> list[tuple[str, str, str]]:
-    """The ``(path, device, dtype)`` keys currently cached, oldest first."""
+def cache_info() -> list[tuple[str, str, str, str]]:
+    """The ``(family, path, device, dtype)`` keys currently cached, oldest first.
+
+    The family is part of the key, so one path read as a detector and as a segmenter never mixes.
+    """
     with _cache_lock:
         return list(_cache)
 
@@ -181,8 +190,22 @@ def load_detector(
     dtype: torch.dtype | str | None = None,
     download: bool = True,
     progress: Progress | None = None,
+    tokenizer: str | Path | None = None,
+    download_tokenizer: bool | None = None,
 ):
     """Load (or reuse) a GroundingDINO detector. See :func:`resolve_model` for how ``name`` is found.
+
+    ``name`` may be a transformers folder (GroundingDINO or MM-GroundingDINO, by ``config.json``'s
+    ``model_type``) or an original GroundingDINO checkpoint file (``groundingdino_swint_ogc.pth``,
+    ``groundingdino_swinb_cogcoor.pth``), converted in memory by
+    :func:`grounded_inpaint.gdino_convert.load_original_grounding_dino`.
+
+    Arguments:
+        tokenizer: for original checkpoints: a folder with bert-base-uncased's tokenizer files.
+            Default: ``bert-base-uncased/`` next to the checkpoint or in the grounding-dino folders,
+            or any transformers GroundingDINO folder there (same BERT vocabulary).
+        download_tokenizer: for original checkpoints without a local tokenizer: fetch it once into
+            ``<checkpoint folder>/bert-base-uncased`` (logged). Defaults to ``download``.
 
     Returns:
         :class:`grounded_inpaint.detector.GroundingDinoDetector`.
@@ -191,19 +214,91 @@ def load_detector(
 
     path = resolve_model(name, "grounding-dino", models_dir, download=download, progress=progress)
     torch_dtype = parse_dtype(dtype)
-    if not path.is_dir():
-        raise ModelNotFoundError(
-            f"{path} is a single file; GroundingDINO is loaded from a transformers folder (config.json, "
-            "model.safetensors, tokenizer files) such as IDEA-Research/grounding-dino-tiny. "
-            f"Put that folder into {Path(models_dir) / DETECTOR_FOLDER if models_dir else 'the grounding-dino models folder'}"
-        )
     key = (str(path.resolve()), str(torch.device(device)), str(torch_dtype))
-    return _cached(key, lambda: GroundingDinoDetector.from_pretrained(path, device=device, dtype=torch_dtype))
+    if not path.is_dir():
+        from .gdino_convert import load_original_grounding_dino
+
+        search = family_folders(models_dir, "grounding-dino") if models_dir is not None else []
+        return _cached("grounding-dino", key, lambda: load_original_grounding_dino(
+            path, tokenizer_folder=tokenizer, search=search,
+            download_tokenizer=download if download_tokenizer is None else download_tokenizer,
+            device=device, dtype=torch_dtype,
+        ))
+    return _cached("grounding-dino", key, lambda: GroundingDinoDetector.from_pretrained(path, device=device, dtype=torch_dtype))
 
 
 def sam_backend(path: Path) -> Literal["meta", "transformers"]:
     """Which loader reads ``path``: a folder with ``config.json`` is transformers, a file is Meta."""
     return "transformers" if path.is_dir() else "meta"
+
+
+SamFamily = Literal["sam", "sam_hq", "sam2"]
+
+
+def sam_family(path: Path) -> SamFamily:
+    """Which segmenter ``path`` holds, from its contents (never its name).
+
+    A transformers folder is read from ``config.json``'s ``model_type`` (``sam``, ``sam_hq``, ``sam2``;
+    ``sam2_video`` folders hold the same image weights). A single file is read from its tensor names:
+    ``mask_decoder.hf_token.*`` → SAM-HQ, ``image_encoder.trunk.*`` → SAM 2, else Meta SAM (whose
+    loader explains any other content).
+
+    Raises:
+        CheckpointError: the folder's ``config.json`` is unreadable or names another model type.
+    """
+    import json
+
+    from .errors import CheckpointError
+
+    if path.is_dir():
+        config = path / "config.json"
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type", "")
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{config} could not be read as JSON ({exc}); download the folder again") from None
+        table = {"sam": "sam", "sam_hq": "sam_hq", "sam2": "sam2", "sam2_video": "sam2"}
+        if model_type not in table:
+            raise CheckpointError(
+                f"{path} holds a {model_type or 'unknown'!r} model (config.json model_type), not a segmenter; "
+                "SAM folders have model_type 'sam', 'sam_hq' or 'sam2' (e.g. facebook/sam-vit-base, "
+                "syscv-community/sam-hq-vit-base, facebook/sam2.1-hiera-tiny)"
+            )
+        return table[model_type]  # type: ignore[return-value]
+    from .checkpoints import load_state_dict
+    from .sam.convert_hq import is_sam_hq_state_dict
+    from .sam.convert_sam2 import is_sam2_state_dict
+
+    keys = _checkpoint_keys(path, load_state_dict)
+    if is_sam_hq_state_dict(keys):
+        return "sam_hq"
+    if is_sam2_state_dict(keys):
+        return "sam2"
+    return "sam"
+
+
+def _checkpoint_keys(path: Path, load: Callable[[Path], dict]) -> list[str]:
+    """Tensor names of a checkpoint; safetensors headers are read without loading the tensors."""
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                keys = list(handle.keys())
+            if keys and all(k.startswith("module.") for k in keys):
+                keys = [k[len("module."):] for k in keys]
+            return keys
+        except Exception:  # unreadable header: the full loader raises the proper CheckpointError
+            pass
+    try:  # zip-format pickles (every torch.save since 1.6) map lazily: names without reading the tensors
+        import argparse
+
+        from .checkpoints import unwrap_state_dict
+
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        return list(unwrap_state_dict(obj, str(path)).keys())
+    except Exception:  # legacy format, refused or corrupt pickle: the full loader explains or succeeds
+        return list(load(path).keys())
 
 
 def load_segmenter(
@@ -215,16 +310,74 @@ def load_segmenter(
     download: bool = True,
     progress: Progress | None = None,
 ):
-    """Load (or reuse) a SAM predictor from a Meta ``.pth``/``.safetensors`` file or a transformers folder.
+    """Load (or reuse) a SAM, SAM-HQ or SAM 2.1 predictor from a file or a transformers folder.
+
+    The family is read from the contents (:func:`sam_family`): Meta SAM ``.pth``/``.safetensors``,
+    official SAM-HQ ``sam_hq_vit_*.pth`` and Meta's SAM 2.1 ``.pt``/``.safetensors`` files are
+    converted in memory; transformers folders (``sam``, ``sam_hq``, ``sam2``) load directly.
 
     Returns:
-        :class:`grounded_inpaint.sam.predictor.SamPredictorBase` (Meta or transformers back end).
+        :class:`grounded_inpaint.sam.predictor.SamPredictorBase`: ``MetaSamPredictor``,
+        ``HFSamPredictor``, ``HFSamHQPredictor`` or ``Sam2Predictor``.
     """
     from .sam.predictor import HFSamPredictor, MetaSamPredictor
 
     path = resolve_model(name, "sam", models_dir, download=download, progress=progress)
     torch_dtype = parse_dtype(dtype)
     key = (str(path.resolve()), str(torch.device(device)), str(torch_dtype))
-    if sam_backend(path) == "transformers":
-        return _cached(key, lambda: HFSamPredictor.from_pretrained(path, device=device, dtype=torch_dtype))
-    return _cached(key, lambda: MetaSamPredictor.from_checkpoint(path, device=device, dtype=torch_dtype))
+
+    def load():
+        family = sam_family(path)
+        if family == "sam_hq":
+            from .sam.hq import HFSamHQPredictor as cls
+        elif family == "sam2":
+            from .sam.sam2 import Sam2Predictor as cls
+        elif sam_backend(path) == "transformers":
+            cls = HFSamPredictor
+        else:
+            cls = MetaSamPredictor
+        if path.is_dir():
+            return cls.from_pretrained(path, device=device, dtype=torch_dtype)
+        return cls.from_checkpoint(path, device=device, dtype=torch_dtype)
+
+    return _cached("sam", key, load)
+
+
+#: The SAM 3 model the loader uses when none is named (a gated download: see the registry).
+DEFAULT_SAM3 = "sam3"
+
+
+def load_sam3(
+    name: str | Path = DEFAULT_SAM3,
+    models_dir: str | Path | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | str | None = None,
+    download: bool = True,
+    progress: Progress | None = None,
+):
+    """Load (or reuse) a SAM 3 text → instance-mask model from a transformers folder in ``models/sam3``.
+
+    See :func:`resolve_model` for how ``name`` is found.
+
+    Returns:
+        :class:`grounded_inpaint.sam3.Sam3Segmenter`.
+
+    Raises:
+        ModelNotFoundError: the name is unknown, or it is a single file (e.g. Meta's ``sam3.pt``).
+        CheckpointError: the folder is not a loadable SAM 3 folder.
+        ImportError: transformers is too old for SAM 3, or torchvision is missing (the message gives
+            the pip command).
+    """
+    from .sam3 import Sam3Segmenter
+
+    path = resolve_model(name, "sam3", models_dir, download=download, progress=progress)
+    torch_dtype = parse_dtype(dtype)
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"{path} is a single file; SAM 3 is loaded from a transformers folder (config.json, model.safetensors, "
+            "tokenizer files) such as facebook/sam3 — Meta's sam3.pt is not read. Put that folder into "
+            f"{Path(models_dir) / 'sam3' if models_dir else 'the sam3 models folder'}"
+        )
+    key = (str(path.resolve()), str(torch.device(device)), str(torch_dtype))
+    return _cached("sam3", key, lambda: Sam3Segmenter.from_pretrained(path, device=device, dtype=torch_dtype))

@@ -55,6 +55,7 @@ _HF_GDINO_FILES = (
     "vocab.txt",
 )
 _HF_SAM_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+_HF_MM_GDINO_FILES = tuple(f for f in _HF_GDINO_FILES if f != "special_tokens_map.json")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class KnownModel:
             it is stored under inside ``folder``.
         family: ``"grounding-dino"``, ``"sam"`` or ``"sam3"``.
         folder: the models sub-folder it is downloaded into (one of ``FAMILY_FOLDERS[family]``).
-        backend: which loader reads it: ``"transformers"`` (a HF folder) or ``"meta"`` (a ``.pth``).
+        backend: which loader reads it: ``"transformers"`` (a HF folder), ``"meta"`` (a Meta SAM ``.pth``)
+            or ``"original"`` (an original GroundingDINO / SAM-HQ / SAM 2 checkpoint, converted in memory).
         arch: the architecture (``grounding-dino``, ``mm-grounding-dino``, ``sam``, ``sam-hq``,
             ``sam2``, ``sam3``).
         repo_id: Hugging Face repository for HF folders.
@@ -75,12 +77,13 @@ class KnownModel:
         sha256: checksum of the single file (or of ``model.safetensors`` for a folder), if known.
         size_mb: approximate download size.
         license: the weights' licence.
+        gated: the hub repository asks users to accept a licence and log in before downloading.
     """
 
     name: str
     family: Family
     folder: str
-    backend: Literal["transformers", "meta"]
+    backend: Literal["transformers", "meta", "original"]
     size_mb: int
     license: str
     arch: str = ""
@@ -88,6 +91,7 @@ class KnownModel:
     files: tuple[str, ...] = ()
     url: str | None = None
     sha256: str | None = None
+    gated: bool = False
 
     @property
     def is_folder(self) -> bool:
@@ -137,9 +141,101 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
         repo_id="facebook/sam-vit-huge", files=_HF_SAM_FILES,
     ),
     # --- extra GroundingDINO models (MM-GroundingDINO, original checkpoints) ---
+    # MM-GroundingDINO (OpenMMLab), converted to transformers by its maintainers; same processor and
+    # BERT tokenizer files as IDEA-Research's folders (special_tokens_map.json is left out: BERT's
+    # defaults are the same, and a file a repository may lack must not fail the download).
+    KnownModel(
+        "mm_grounding_dino_tiny_o365v1_goldg_v3det", "grounding-dino", DETECTOR_FOLDER, "transformers", 695, "Apache-2.0",
+        arch="mm-grounding-dino", repo_id="openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det", files=_HF_MM_GDINO_FILES,
+    ),
+    KnownModel(
+        "mm_grounding_dino_base_o365v1_goldg_v3det", "grounding-dino", DETECTOR_FOLDER, "transformers", 935, "Apache-2.0",
+        arch="mm-grounding-dino", repo_id="openmmlab-community/mm_grounding_dino_base_o365v1_goldg_v3det", files=_HF_MM_GDINO_FILES,
+    ),
+    KnownModel(
+        "mm_grounding_dino_large_o365v2_oiv6_goldg", "grounding-dino", DETECTOR_FOLDER, "transformers", 1370, "Apache-2.0",
+        arch="mm-grounding-dino", repo_id="openmmlab-community/mm_grounding_dino_large_o365v2_oiv6_goldg", files=_HF_MM_GDINO_FILES,
+    ),
+    # IDEA-Research's original checkpoints, as other packs keep them in models/grounding-dino; converted
+    # in memory (grounded_inpaint.gdino_convert); BERT's tokenizer files are fetched once beside them.
+    KnownModel(
+        "groundingdino_swint_ogc.pth", "grounding-dino", DETECTOR_FOLDER, "original", 694, "Apache-2.0",
+        arch="grounding-dino", url="https://huggingface.co/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swint_ogc.pth",
+        sha256="3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799",
+    ),
+    KnownModel(
+        "groundingdino_swinb_cogcoor.pth", "grounding-dino", DETECTOR_FOLDER, "original", 938, "Apache-2.0",
+        arch="grounding-dino", url="https://huggingface.co/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swinb_cogcoor.pth",
+        sha256="46270f7a822e6906b655b729c90613e48929d0f2bb8b9b76fd10a856f3ac6ab7",
+    ),
     # --- SAM-HQ models ---
+    KnownModel(
+        "sam_hq_vit_b.pth", "sam", SAM_FOLDER, "meta", 379, "Apache-2.0", arch="sam-hq",
+        url="https://huggingface.co/lkeab/hq-sam/resolve/main/sam_hq_vit_b.pth",
+    ),
+    KnownModel(
+        "sam_hq_vit_l.pth", "sam", SAM_FOLDER, "meta", 1250, "Apache-2.0", arch="sam-hq",
+        url="https://huggingface.co/lkeab/hq-sam/resolve/main/sam_hq_vit_l.pth",
+    ),
+    KnownModel(
+        "sam_hq_vit_h.pth", "sam", SAM_FOLDER, "meta", 2570, "Apache-2.0", arch="sam-hq",
+        url="https://huggingface.co/lkeab/hq-sam/resolve/main/sam_hq_vit_h.pth",
+    ),
+    KnownModel(
+        "sam-hq-vit-base", "sam", SAM_FOLDER, "transformers", 380, "Apache-2.0", arch="sam-hq",
+        repo_id="syscv-community/sam-hq-vit-base", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam-hq-vit-large", "sam", SAM_FOLDER, "transformers", 1250, "Apache-2.0", arch="sam-hq",
+        repo_id="syscv-community/sam-hq-vit-large", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam-hq-vit-huge", "sam", SAM_FOLDER, "transformers", 2570, "Apache-2.0", arch="sam-hq",
+        repo_id="syscv-community/sam-hq-vit-huge", files=_HF_SAM_FILES,
+    ),
     # --- SAM 2.1 models ---
+    KnownModel(
+        "sam2.1_hiera_tiny.pt", "sam", SAM2_FOLDER, "meta", 156, "Apache-2.0", arch="sam2",
+        url="https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt",
+    ),
+    KnownModel(
+        "sam2.1_hiera_small.pt", "sam", SAM2_FOLDER, "meta", 184, "Apache-2.0", arch="sam2",
+        url="https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_small.pt",
+    ),
+    KnownModel(
+        "sam2.1_hiera_base_plus.pt", "sam", SAM2_FOLDER, "meta", 324, "Apache-2.0", arch="sam2",
+        url="https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
+    ),
+    KnownModel(
+        "sam2.1_hiera_large.pt", "sam", SAM2_FOLDER, "meta", 898, "Apache-2.0", arch="sam2",
+        url="https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
+    ),
+    KnownModel(
+        "sam2.1-hiera-tiny", "sam", SAM2_FOLDER, "transformers", 156, "Apache-2.0", arch="sam2",
+        repo_id="facebook/sam2.1-hiera-tiny", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam2.1-hiera-small", "sam", SAM2_FOLDER, "transformers", 184, "Apache-2.0", arch="sam2",
+        repo_id="facebook/sam2.1-hiera-small", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam2.1-hiera-base-plus", "sam", SAM2_FOLDER, "transformers", 324, "Apache-2.0", arch="sam2",
+        repo_id="facebook/sam2.1-hiera-base-plus", files=_HF_SAM_FILES,
+    ),
+    KnownModel(
+        "sam2.1-hiera-large", "sam", SAM2_FOLDER, "transformers", 898, "Apache-2.0", arch="sam2",
+        repo_id="facebook/sam2.1-hiera-large", files=_HF_SAM_FILES,
+    ),
     # --- SAM 3 models ---
+    # facebook/sam3 is a gated repository under Meta's SAM License (not Apache-2.0): accept the licence
+    # on its page and log in (`hf auth login` or HF_TOKEN) before the download works. The transformers
+    # folder is read; Meta's sam3.pt in the same repository is not fetched (a pickle).
+    KnownModel(
+        "sam3", "sam3", SAM3_FOLDER, "transformers", 3450,
+        "SAM License", arch="sam3", repo_id="facebook/sam3", gated=True,
+        # what the loader reads: weights, the CLIP tokenizer and the processor settings
+        files=("config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json"),
+    ),
 )
 
 
@@ -156,8 +252,11 @@ def download_urls(model: KnownModel) -> list[tuple[str, str]]:
 
 
 def comfy_registry_models() -> list[dict[str, str]]:
-    """The ``[tool.comfy] Models`` entries of pyproject.toml, derived from :data:`KNOWN_MODELS`."""
-    return [{"location": loc, "model_url": url} for m in KNOWN_MODELS for loc, url in download_urls(m)]
+    """The ``[tool.comfy] Models`` entries of pyproject.toml, derived from :data:`KNOWN_MODELS`.
+
+    Gated models are left out: a manager cannot fetch them without the user's hub login.
+    """
+    return [{"location": loc, "model_url": url} for m in KNOWN_MODELS if not m.gated for loc, url in download_urls(m)]
 
 
 def find_known(name: str, family: Family | None = None) -> KnownModel | None:
@@ -192,9 +291,10 @@ def models_markdown_table() -> str:
         kind = "transformers folder" if m.is_folder else ("original checkpoint" if m.backend not in ("transformers",) else "file")
         sha = f"`{m.sha256}`" if m.sha256 else "—"
         label = m.repo_id or (m.url.rsplit("/", 1)[-1] if m.url else m.name)
+        licence = f"{m.license} (gated: accept it on the hub page, then `hf auth login`)" if m.gated else m.license
         rows.append(
             f"| `{m.name}` | {_ARCH_NAMES.get(m.arch, m.arch or m.family)} | {size} | {kind} | `models/{m.folder}` "
-            f"| {m.license} | [{label}]({m.source}) | {sha} |"
+            f"| {licence} | [{label}]({m.source}) | {sha} |"
         )
     return "\n".join(rows) + "\n"
 

@@ -63,7 +63,7 @@ def comfy_server(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("comfy")
     models = work / "models"
-    write_models_folder(models)
+    paths = write_models_folder(models)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     subprocess.run(
         [python, str(ROOT / "tools" / "write_tiny_sd15_inpaint.py"), str(models / "checkpoints" / TINY_CKPT)],
@@ -78,6 +78,8 @@ def comfy_server(tmp_path_factory):
         f"  base_path: {models}\n"
         "  grounding-dino: grounding-dino\n"
         "  sams: sams\n"
+        "  sam2: sam2\n"
+        "  sam3: sam3\n"
         "  checkpoints: checkpoints\n"
         f"  custom_nodes: {nodes_dir}\n"
     )
@@ -107,7 +109,7 @@ def comfy_server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("ComfyUI did not answer within 180 s:\n" + (work / "comfy.log").read_text()[-4000:])
-    yield base, work
+    yield base, work, paths
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -117,7 +119,7 @@ def comfy_server(tmp_path_factory):
 
 
 def test_pack_imports_and_every_node_is_listed(comfy_server):
-    base, work = comfy_server
+    base, work, _ = comfy_server
     text = (work / "comfy.log").read_text()
     assert "IMPORT FAILED" not in text and "grounded-inpaint" in text
     info = _get(f"{base}/object_info")
@@ -155,7 +157,7 @@ def _saved(work: Path, entry: dict, node_id: str) -> np.ndarray:
 
 
 def test_detect_segment_mask_workflow_over_the_api(comfy_server):
-    base, work = comfy_server
+    base, work, _ = comfy_server
     workflow = json.loads((ROOT / "tests" / "data" / "detect_segment_mask_api.json").read_text())
     workflow["7"]["inputs"]["filename_prefix"] = f"gi_{uuid.uuid4().hex[:6]}"
     entry = _run(base, workflow)
@@ -203,7 +205,7 @@ def _find(workflow: dict, kind: str, title: str | None = None) -> str:
 
 
 def test_background_generation_keeps_the_product(comfy_server):
-    base, work = comfy_server
+    base, work, _ = comfy_server
     wf = _example("background_generation")
     _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
     _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments", "Keep mask (the cup)"), 0], mask=True)
@@ -215,7 +217,7 @@ def test_background_generation_keeps_the_product(comfy_server):
 
 
 def test_product_placement_only_repaints_the_edge_band(comfy_server):
-    base, work = comfy_server
+    base, work, _ = comfy_server
     wf = _example("product_placement")
     composite = _find(wf, "GroundedInpaintComposite")
     _add_save(wf, "900", [composite, 0])
@@ -227,7 +229,7 @@ def test_product_placement_only_repaints_the_edge_band(comfy_server):
 
 
 def test_object_replacement_changes_only_the_mask(comfy_server):
-    base, work = comfy_server
+    base, work, _ = comfy_server
     wf = _example("object_replacement")
     _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
     _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments"), 0], mask=True)
@@ -247,7 +249,7 @@ def test_object_replacement_changes_only_the_mask(comfy_server):
 
 
 def test_mask_only_saves_mask_overlay_and_cutout(comfy_server):
-    base, work = comfy_server
+    base, work, _ = comfy_server
     wf = _example("mask_only")
     entry = _run(base, wf)
     saves = sorted(k for k, v in wf.items() if v["class_type"] == "SaveImage")
@@ -260,7 +262,7 @@ def test_mask_only_saves_mask_overlay_and_cutout(comfy_server):
 def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):
     from grounded_inpaint.client import main as client_main
 
-    base, work = comfy_server
+    base, work, _ = comfy_server
     out = tmp_path / "client_out"
     rc = client_main([
         "-q", "run", str(ROOT / "example_workflows" / "api" / "mask_only_api.json"), "--server", base.replace("http://", ""),
@@ -271,3 +273,40 @@ def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):
     ])
     assert rc == 0
     assert len(list(out.glob("*.png"))) == 3
+
+
+def test_every_model_family_runs_through_the_nodes(comfy_server):
+    """Each detector layout, each SAM layout (SAM, SAM-HQ, SAM 2.1) and SAM 3 in one queued graph."""
+    base, work, paths = comfy_server
+    detectors = {k: paths[k].name for k in ("grounding_dino", "mm_grounding_dino", "grounding_dino_original")}
+    sams = {k: paths[k].name for k in ("sam_meta", "sam_hf", "sam_hq_meta", "sam_hq_hf", "sam2_file", "sam2_hf")}
+    info = _get(f"{base}/object_info")
+    assert set(detectors.values()) <= set(info["GroundedInpaintLoadGroundingDino"]["input"]["required"]["model_name"][0])
+    assert set(sams.values()) <= set(info["GroundedInpaintLoadSam"]["input"]["required"]["model_name"][0])
+    assert paths["sam3"].name in info["GroundedInpaintLoadSam3"]["input"]["required"]["model_name"][0]
+
+    wf: dict = {"1": {"class_type": "LoadImage", "inputs": {"image": "coffee.png"}}}
+    low = {"box_threshold": 0.0, "text_threshold": 0.0, "max_detections": 2}
+    for i, (role, name) in enumerate(detectors.items()):
+        wf[f"d{i}"] = {"class_type": "GroundedInpaintLoadGroundingDino", "inputs": {"model_name": name, "device": "auto", "precision": "auto"}}
+        wf[f"e{i}"] = {"class_type": "GroundedInpaintDetect", "inputs": {"image": ["1", 0], "detector": [f"d{i}", 0], "prompt": "cup", **low}}
+        _add_save(wf, f"det_{role}", [f"e{i}", 1])
+    for i, (role, name) in enumerate(sams.items()):
+        wf[f"s{i}"] = {"class_type": "GroundedInpaintLoadSam", "inputs": {"model_name": name, "device": "auto", "precision": "auto"}}
+        wf[f"g{i}"] = {"class_type": "GroundedInpaintSegment", "inputs": {"image": ["1", 0], "sam_model": [f"s{i}", 0], "multimask": "auto", "detections": ["e0", 0]}}
+        _add_save(wf, f"seg_{role}", [f"g{i}", 1], mask=True)
+    wf["t0"] = {"class_type": "GroundedInpaintLoadSam3", "inputs": {"model_name": paths["sam3"].name, "device": "auto", "precision": "auto"}}
+    wf["t1"] = {"class_type": "GroundedInpaintSam3Segment", "inputs": {"image": ["1", 0], "sam3_model": ["t0", 0], "prompt": "cup, saucer",
+                                                                       "threshold": 0.0, "mask_threshold": 0.5, "max_instances": 3}}
+    wf["t2"] = {"class_type": "GroundedInpaintMaskFromSegments", "inputs": {"segments": ["t1", 0], "invert": True, "grow": 0, "feather": 0.0, "fill_holes": False, "min_area": 0}}
+    wf["t3"] = {"class_type": "GroundedInpaintOverlay", "inputs": {"image": ["1", 0], "opacity": 0.5, "show_boxes": True, "show_labels": True, "segments": ["t1", 0]}}
+    _add_save(wf, "sam3_mask", ["t2", 0], mask=True)
+    _add_save(wf, "sam3_overlay", ["t3", 0])
+    entry = _run(base, wf, timeout=600)
+    source = Image.open(ROOT / "assets" / "coffee.png")
+    for node_id in [k for k, v in wf.items() if v["class_type"] == "SaveImage"]:
+        picture = _saved(work, entry, node_id)
+        assert picture.shape[:2] == (source.height, source.width), node_id
+    for role in sams:
+        assert (_saved(work, entry, f"seg_{role}") == 255).any(), role  # every SAM cut something out
+    assert (_saved(work, entry, "sam3_mask") > 0).any()

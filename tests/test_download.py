@@ -9,7 +9,7 @@ import pytest
 from grounded_inpaint import download as dl
 from grounded_inpaint.errors import ModelNotFoundError
 from grounded_inpaint.models import resolve_model
-from grounded_inpaint.registry import KNOWN_MODELS, find_known, known_models
+from grounded_inpaint.registry import FAMILY_FOLDERS, KNOWN_MODELS, find_known, known_models
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -148,6 +148,32 @@ def test_registry_is_consistent():
     for m in KNOWN_MODELS:
         assert (m.repo_id is None) != (m.url is None)
         assert not m.is_folder or "model.safetensors" in m.files  # never a pickle from the hub
-        assert m.folder in ("grounding-dino", "sams")
+        assert m.folder in FAMILY_FOLDERS[m.family]
     assert find_known("IDEA-Research/grounding-dino-tiny").name == "grounding-dino-tiny"
-    assert {m.family for m in known_models()} == {"grounding-dino", "sam"}
+    assert {m.family for m in known_models()} == set(FAMILY_FOLDERS)
+
+
+def test_gated_repository_failure_says_how_to_log_in(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def refused(repo_id, filename, *, local_dir, **kwargs):
+        raise OSError("401 Client Error: Unauthorized")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refused)
+    monkeypatch.setattr(dl, "host_reachable", lambda url, timeout=5.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    gated = [m for m in KNOWN_MODELS if m.gated]
+    assert gated, "the registry lists a gated model (SAM 3)"
+    with pytest.raises(ModelNotFoundError) as info:
+        dl.download_known_model(gated[0], tmp_path, show_progress=False)
+    text = str(info.value)
+    assert "401" in text and "hf auth login" in text and gated[0].source in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gated_models_are_not_offered_to_managers():
+    from grounded_inpaint.registry import comfy_registry_models
+
+    urls = [m["model_url"] for m in comfy_registry_models()]
+    for model in KNOWN_MODELS:
+        assert any(model.source in u or u == model.url for u in urls) != model.gated, model.name

@@ -24,10 +24,12 @@ def test_project_and_registry_metadata():
 def test_registry_models_come_from_the_known_models():
     models = _pyproject()["tool"]["comfy"]["Models"]
     assert models == comfy_registry_models()
-    for known in KNOWN_MODELS:
-        assert any(m["location"].startswith(f"/{known.folder}/{known.name}") for m in models)
+    for known in KNOWN_MODELS:  # gated ones need the user's hub login, which a manager does not have
+        listed = any(m["location"].startswith(f"/{known.folder}/{known.name}") for m in models)
+        assert listed != known.gated, known.name
     assert all(m["model_url"].startswith("https://") for m in models)
-    assert not any(m["location"].endswith((".bin", ".pt")) for m in models)  # no pickles from the hub
+    for known in KNOWN_MODELS:  # transformers folders are fetched as safetensors only, never a pickle
+        assert not any(f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")) for f in known.files), known.name
 
 
 def test_requirements_never_pin_torch():

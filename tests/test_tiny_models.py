@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+import transformers
 import torch
 from PIL import Image
 
@@ -58,6 +59,13 @@ def test_models_folder_layout(models_dir):
         "grounding_dino": root / "grounding-dino" / "grounding-dino-tiny-random",
         "sam_meta": root / "sams" / "sam_vit_tiny_random.pth",
         "sam_hf": root / "sams" / "sam-hf-tiny-random",
+        "sam_hq_meta": root / "sams" / "sam_hq_vit_tiny_random.pth",
+        "sam_hq_hf": root / "sams" / "sam-hq-hf-tiny-random",
+        "sam2_file": root / "sam2" / "sam2.1_hiera_tiny_random.safetensors",
+        "sam2_hf": root / "sam2" / "sam2.1-hf-tiny-random",
+        **({"sam3": root / "sam3" / "sam3-tiny-random"} if hasattr(transformers, "Sam3Model") else {}),
+        "mm_grounding_dino": root / "grounding-dino" / "mm-grounding-dino-tiny-random",
+        "grounding_dino_original": root / "grounding-dino" / "groundingdino_tiny_random.pth",
     }
     gd_files = {p.name for p in paths["grounding_dino"].iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "vocab.txt",

@@ -34,6 +34,8 @@ import torch
 
 from ..sam.convert import hf_sam_config_from_meta, hf_sam_model_from_meta
 from ..sam.meta_arch import MetaSamArch, build_meta_sam
+from .tiny_sam3 import write_tiny_sam3
+from .tiny_gdino_extra import write_tiny_mm_grounding_dino, write_tiny_original_grounding_dino
 
 if TYPE_CHECKING:  # heavy imports happen only when a model is built
     from segment_anything.modeling import Sam
@@ -361,15 +363,60 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
         root/grounding-dino/grounding-dino-tiny-random/   transformers GroundingDINO folder
         root/sams/sam_vit_tiny_random.pth                 Meta SAM state dict
         root/sams/sam-hf-tiny-random/                     transformers SamModel folder (same weights)
+        root/grounding-dino/mm-grounding-dino-tiny-random/  transformers MM-GroundingDINO folder
+        root/grounding-dino/groundingdino_tiny_random.pth   original (IDEA-Research) GroundingDINO layout
+        root/sams/sam_hq_vit_tiny_random.pth              official SAM-HQ state dict
+        root/sams/sam-hq-hf-tiny-random/                  transformers SamHQModel folder (same weights)
+        root/sam2/sam2.1_hiera_tiny_random.safetensors    Meta's SAM 2.1 layout (kijai's files)
+        root/sam2/sam2.1-hf-tiny-random/                  transformers Sam2Model folder
+        root/sam3/sam3-tiny-random/                       transformers Sam3Model folder (text → masks)
 
     Returns:
-        ``{"grounding_dino": ..., "sam_meta": ..., "sam_hf": ...}``: the paths written.
+        ``{role: path}`` for each model written (roles: ``grounding_dino``, ``mm_grounding_dino``,
+        ``grounding_dino_original``, ``sam_meta``, ``sam_hf``, ``sam_hq_meta``, ``sam_hq_hf``,
+        ``sam2_file``, ``sam2_hf``, ``sam3``).
     """
     root = Path(root)
     return {
         "grounding_dino": write_tiny_grounding_dino(root / "grounding-dino" / "grounding-dino-tiny-random", seed),
         "sam_meta": write_tiny_meta_sam(root / "sams" / "sam_vit_tiny_random.pth", seed),
         "sam_hf": write_tiny_hf_sam(root / "sams" / "sam-hf-tiny-random", seed, from_meta=True),
+        **_extra_sam_models(root, seed),
+        "mm_grounding_dino": write_tiny_mm_grounding_dino(root / "grounding-dino" / "mm-grounding-dino-tiny-random", seed),
+        "grounding_dino_original": write_tiny_original_grounding_dino(root / "grounding-dino" / "groundingdino_tiny_random.pth", seed),
+    } | _sam3_model(root, seed)
+
+
+def _sam3_model(root: Path, seed: int) -> dict[str, Path]:
+    """``{"sam3": path}``, or nothing (with a warning) where transformers predates SAM 3 (before 5.0)."""
+    import transformers
+
+    if not hasattr(transformers, "Sam3Model"):
+        log.warning("transformers %s has no Sam3Model: the tiny SAM 3 folder is not written", transformers.__version__)
+        return {}
+    return {"sam3": write_tiny_sam3(root / "sam3" / "sam3-tiny-random", seed)}
+
+
+def _extra_sam_models(root: Path, seed: int) -> dict[str, Path]:
+    """SAM-HQ and SAM 2.1 in each layout users have (see :mod:`.tiny_sam_extra`)::
+
+        root/sams/sam_hq_vit_tiny_random.pth             official SAM-HQ state dict
+        root/sams/sam-hq-hf-tiny-random/                 transformers SamHQModel folder (same weights)
+        root/sam2/sam2.1_hiera_tiny_random.safetensors   Meta's SAM 2.1 layout (kijai's files)
+        root/sam2/sam2.1-hf-tiny-random/                 transformers Sam2Model folder (same weights, 64 px)
+    """
+    from .tiny_sam_extra import (
+        write_tiny_sam2_hf,
+        write_tiny_sam2_original,
+        write_tiny_sam_hq_hf,
+        write_tiny_sam_hq_original,
+    )
+
+    return {
+        "sam_hq_meta": write_tiny_sam_hq_original(root / "sams" / "sam_hq_vit_tiny_random.pth", seed),
+        "sam_hq_hf": write_tiny_sam_hq_hf(root / "sams" / "sam-hq-hf-tiny-random", seed),
+        "sam2_file": write_tiny_sam2_original(root / "sam2" / "sam2.1_hiera_tiny_random.safetensors", seed),
+        "sam2_hf": write_tiny_sam2_hf(root / "sam2" / "sam2.1-hf-tiny-random", seed),
     }
 
 
