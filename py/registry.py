@@ -180,6 +180,7 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel(
         "sam_hq_vit_h.pth", "sam", SAM_FOLDER, "meta", 2570, "Apache-2.0", arch="sam-hq",
         url="https://huggingface.co/lkeab/hq-sam/resolve/main/sam_hq_vit_h.pth",
+        sha256="a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35",
     ),
     KnownModel(
         "sam-hq-vit-base", "sam", SAM_FOLDER, "transformers", 380, "Apache-2.0", arch="sam-hq",
