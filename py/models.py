@@ -7,7 +7,7 @@ A model is named by
 * a known downloadable name (:mod:`grounded_inpaint.registry`), fetched into the models folder on
   first use unless downloads are off (then the error says which file to put where).
 
-Loaded models are cached by ``(path, device, dtype)``: asking twice loads once.
+Loaded models are cached by ``(family, path, device, dtype)``: asking twice loads once.
 """
 
 from __future__ import annotations
