@@ -24,12 +24,23 @@ def _progress_callback(bar):
     return report
 
 
-def _load(family: str, name: str, device: str, precision: str, loader, *, auto_half: bool):
+def _load(
+    family: str,
+    name: str,
+    device: str,
+    precision: str,
+    loader,
+    *,
+    auto_half: bool,
+    auto_order: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16),
+):
+    """Resolve dropdown entry ``name`` (downloading a known model, with progress), load it with
+    ``loader`` on ComfyUI's offload device in the chosen precision, and hand it to the memory manager."""
     bar = runtime.progress_bar(100)
     path = runtime.resolve_choice(family, name, progress=_progress_callback(bar))  # type: ignore[arg-type]
     pinned_cpu = device == "cpu"
     compute = torch.device("cpu") if pinned_cpu else runtime.torch_device()
-    dtype = runtime.choose_dtype(precision, compute, auto_half=auto_half)
+    dtype = runtime.choose_dtype(precision, compute, auto_half=auto_half, auto_order=auto_order)
     where = "cpu" if pinned_cpu or runtime.offload_device().type == "cpu" else runtime.offload_device()
     engine = loader(path, device=where, dtype=dtype, download=False)
     return runtime.manage(family, name, engine, engine.model, pinned_cpu=pinned_cpu)

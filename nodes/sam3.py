@@ -10,6 +10,7 @@ from ..py.overlay import draw_segments
 from ..py.sam3 import DEFAULT_MASK_THRESHOLD, DEFAULT_THRESHOLD
 from . import runtime
 from .common import CATEGORY, DETECTIONS_TYPE, SAM3_TYPE, SEGMENTS_TYPE, tip
+from .loaders import _load
 
 _DEVICE = (["auto", "cpu"], tip("auto: ComfyUI's device (GPU when there is one; follows --cpu, --lowvram, --novram). "
                                 "cpu: always run this model on the CPU.", default="auto"))
@@ -18,17 +19,12 @@ _PRECISION = (["auto", "fp32", "fp16", "bf16"], tip(
     "fp16/bf16 fall back to fp32 with a warning where the device cannot run them.", default="auto"))
 
 
-def _progress_callback(bar):
-    def report(done: int, total: int) -> None:
-        if total:
-            bar.update_absolute(done, total)
-
-    return report
+_AUTO_ORDER = (torch.bfloat16,)
 
 
 def _dtype(precision: str, compute: torch.device) -> torch.dtype:
     """SAM 3's precision: ``auto`` means bf16 on a GPU that runs it (fp32 otherwise), never fp16."""
-    return runtime.choose_dtype(precision, compute, auto_half=True, auto_order=(torch.bfloat16,))
+    return runtime.choose_dtype(precision, compute, auto_half=True, auto_order=_AUTO_ORDER)
 
 
 class LoadSam3:
@@ -58,14 +54,8 @@ class LoadSam3:
         }
 
     def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
-        bar = runtime.progress_bar(100)
-        path = runtime.resolve_choice("sam3", model_name, progress=_progress_callback(bar))
-        pinned_cpu = device == "cpu"
-        compute = torch.device("cpu") if pinned_cpu else runtime.torch_device()
-        dtype = _dtype(precision, compute)
-        where = "cpu" if pinned_cpu or runtime.offload_device().type == "cpu" else runtime.offload_device()
-        engine = load_sam3(path, device=where, dtype=dtype, download=False)
-        return (runtime.manage("sam3", model_name, engine, engine.model, pinned_cpu=pinned_cpu),)
+        # auto: bf16 on GPUs that run it (SAM 3 was trained in bf16), never fp16
+        return (_load("sam3", model_name, device, precision, load_sam3, auto_half=True, auto_order=_AUTO_ORDER),)
 
 
 class Sam3Segment:
@@ -121,12 +111,6 @@ class Sam3Segment:
         boxes = None
         if detections is not None:
             check_detections(detections, images)
-            size = tuple(images.shape[1:3])
-            for i, det in enumerate(detections):
-                if tuple(det.image_size) != size:
-                    raise ValueError(
-                        f"DETECTIONS entry {i + 1} was made on a {det.image_size[1]}x{det.image_size[0]} image but the "
-                        f"images are {size[1]}x{size[0]}; connect the same images to the detector and to this node")
             boxes = [d.boxes for d in detections]
         bar = runtime.progress_bar(images.shape[0])
         with runtime.models_on_device(sam3_model):

@@ -116,12 +116,19 @@ def map_images(fn: Callable[[int], torch.Tensor], count: int) -> torch.Tensor:
 
 
 def check_detections(detections: Sequence[Detections], images: torch.Tensor) -> None:
-    """Detections must be one per image, made on images of the same size."""
+    """Detections must be one per image of ``images [B, H, W, C]``, each made on an ``H × W`` image."""
     if len(detections) != images.shape[0]:
         raise ValueError(
             f"the DETECTIONS hold {len(detections)} result(s) but the IMAGE batch has {images.shape[0]} image(s); "
             "connect the same images to the detector and to this node"
         )
+    size = (int(images.shape[1]), int(images.shape[2]))
+    for i, det in enumerate(detections):
+        if tuple(det.image_size) != size:
+            raise ValueError(
+                f"DETECTIONS entry {i + 1} was made on a {det.image_size[1]}x{det.image_size[0]} image but the "
+                f"images are {size[1]}x{size[0]}; connect the same images to the detector and to this node"
+            )
 
 
 def cutout_batch(images: torch.Tensor, masks: torch.Tensor, *, crop: bool = False, padding: int = 0) -> torch.Tensor:

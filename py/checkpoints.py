@@ -12,13 +12,13 @@ import argparse
 import logging
 import pickle
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 
 from .errors import CheckpointError
 
-__all__ = ["load_state_dict", "unwrap_state_dict", "SAFE_SUFFIXES", "PICKLE_SUFFIXES"]
+__all__ = ["fit_problems", "load_state_dict", "unwrap_state_dict", "SAFE_SUFFIXES", "PICKLE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +98,36 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "truncated or corrupted: delete it and download it again"
         ) from None
     return unwrap_state_dict(obj, source)
+
+
+def _few(items: Iterable[Any], limit: int = 5) -> str:
+    """``'a', 'b', 'c' and 7 more`` for error messages."""
+    items = list(items)
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def fit_problems(expected: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Why ``tensors`` would not load strictly into a model whose state dict is ``expected``.
+
+    Returns:
+        One phrase per kind of problem, e.g. ``"2 missing keys ('a.weight', 'b.bias')"``,
+        ``"1 unexpected keys ('x')"``, ``"1 shape mismatches (k: file (3, 8) vs model (5, 8))"``;
+        an empty list when every key is there with its shape and nothing is left over.
+    """
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_few(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:5])})")
+    return problems
+

@@ -188,6 +188,8 @@ def test_batch_mismatch_names_both_sizes(pack, comfy, models_dir):
                       box_threshold=0.3, text_threshold=0.25, max_detections=1)
     with pytest.raises(ValueError, match="2 result.*4 image"):
         call(pack, "GroundedInpaintSegment", image=torch.rand(4, 16, 16, 3), sam_model=sam, multimask="auto", detections=dets)
+    with pytest.raises(ValueError, match="made on a 16x16 image but the images are 20x12"):
+        call(pack, "GroundedInpaintSegment", image=torch.rand(2, 12, 20, 3), sam_model=sam, multimask="auto", detections=dets)
     with pytest.raises(ValueError, match="background has 4.*object has 2"):
         call(pack, "GroundedInpaintComposite", background=torch.rand(4, 16, 16, 3), object=torch.rand(2, 8, 8, 3),
              x=0, y=0, scale=1.0, anchor="top-left", feather=0.0)

@@ -115,10 +115,10 @@ def test_only_listed_video_tensors_are_skipped(tmp_path):
     sd = tiny_sam2_original_state_dict(seed=0)
     assert any(k.startswith("memory_attention.") for k in sd)
     hf_sam2_model_from_original(sd)  # video-only stand-ins are skipped by name
-    with pytest.raises(CheckpointError, match=r"unexpected 'surprise\.weight'"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys \('surprise\.weight'\)"):
         hf_sam2_model_from_original(dict(sd, **{"surprise.weight": torch.zeros(1)}), "x.safetensors")
     broken = {k: v for k, v in sd.items() if k != "sam_mask_decoder.conv_s1.weight"}
-    with pytest.raises(CheckpointError, match=r"broken\.pt.*missing 'mask_decoder\.conv_s1\.weight'"):
+    with pytest.raises(CheckpointError, match=r"broken\.pt.*1 missing keys \('mask_decoder\.conv_s1\.weight'\)"):
         hf_sam2_model_from_original(broken, "broken.pt")
 
 

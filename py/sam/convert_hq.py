@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import torch
 
+from ..checkpoints import fit_problems
 from ..errors import CheckpointError
 from .meta_arch import MetaSamArch, _few, infer_meta_sam_arch
 
@@ -247,17 +248,10 @@ def hf_sam_hq_model_from_original(
     with torch.device("meta"):
         model = SamHQModel(config)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or mismatched:
+    problems = fit_problems(expected, tensors)
+    if problems:
         raise CheckpointError(
-            f"{source}: the SAM-HQ weights do not fit transformers' SamHQModel: missing {_few(missing)}; "
-            f"unexpected {_few(unexpected)}; shape mismatches {_few(mismatched)}"
+            f"{source}: the SAM-HQ weights do not fit transformers' SamHQModel: {'; '.join(problems)}"
         )
     model.load_state_dict({k: v.clone() for k, v in tensors.items()}, strict=True, assign=True)
     model.tie_weights()

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
+from ..checkpoints import fit_problems
 from ..errors import CheckpointError
 from .meta_arch import _few
 
@@ -495,17 +496,10 @@ def hf_sam2_model_from_original(
     with torch.device("meta"):
         model = Sam2Model(config)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or mismatched:
+    problems = fit_problems(expected, tensors)
+    if problems:
         raise CheckpointError(
-            f"{source}: the SAM 2 weights do not fit the {arch.name} model inferred from them: missing {_few(missing)}; "
-            f"unexpected {_few(unexpected)}; shape mismatches {_few(mismatched)}"
+            f"{source}: the SAM 2 weights do not fit the {arch.name} model inferred from them: {'; '.join(problems)}"
         )
     model.load_state_dict({k: v.clone() for k, v in tensors.items()}, strict=True, assign=True)
     if skipped:

@@ -19,7 +19,6 @@ the highest predicted IoU + HQ (what the official predictor returns for ``multim
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ from typing import Sequence
 import torch
 
 from ..errors import CheckpointError
-from .predictor import _IMAGENET_MEAN, _IMAGENET_STD, HFSamPredictor
+from .predictor import _IMAGENET_MEAN, _IMAGENET_STD, HFSamPredictor, load_transformers_sam
 
 __all__ = ["HFSamHQPredictor", "SamHQFeatures", "hq_mask_decoder_forward"]
 
@@ -64,26 +63,13 @@ class HFSamHQPredictor(HFSamPredictor):
     ) -> "HFSamHQPredictor":
         """Load a transformers SAM-HQ folder (``config.json`` with ``model_type`` ``sam_hq``,
         ``model.safetensors``, optionally ``preprocessor_config.json`` for mean/std)."""
-        from safetensors import SafetensorError
         from transformers import SamHQModel
 
-        folder = Path(path)
-        try:
-            model = SamHQModel.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise CheckpointError(
-                f"{folder} is not a loadable transformers SAM-HQ folder ({str(exc).strip().splitlines()[0]}); it needs "
-                "config.json and model.safetensors as published in syscv-community/sam-hq-vit-base. Download it again "
-                f"or put the official sam_hq_vit_*.pth file into {folder.parent}"
-            ) from None
-        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
-        pre = folder / "preprocessor_config.json"
-        if pre.is_file():
-            cfg = json.loads(pre.read_text())
-            mean = tuple(cfg.get("image_mean") or mean)
-            std = tuple(cfg.get("image_std") or std)
-        log.info("loaded %s as transformers SAM-HQ", folder)
-        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(folder))
+        model, mean, std = load_transformers_sam(
+            SamHQModel, path, kind="SAM-HQ", example="syscv-community/sam-hq-vit-base",
+            hint=f"Download it again or put the official sam_hq_vit_*.pth file into {Path(path).parent}",
+        )
+        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(path))
 
     @classmethod
     def from_checkpoint(

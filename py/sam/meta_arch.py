@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
+from ..checkpoints import _few, fit_problems
 from ..errors import CheckpointError
 
 if TYPE_CHECKING:  # segment_anything is imported only when a model is built.
@@ -170,13 +171,6 @@ META_SAM_ARCHS: dict[str, MetaSamArch] = {
 # --------------------------------------------------------------------------------------------
 # Error messages
 # --------------------------------------------------------------------------------------------
-
-
-def _few(items: Iterable[Any], limit: int = 5) -> str:
-    """``'a', 'b', 'c' and 7 more`` for error messages."""
-    items = list(items)
-    shown = ", ".join(repr(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _other_format(keys: Iterable[str]) -> str | None:
@@ -476,21 +470,8 @@ def load_meta_sam_state_dict(
     _check_tensors(state_dict, source)
     expected = model.state_dict()
     tensors = {k: v for k, v in state_dict.items() if k in expected or k not in _IGNORED_KEYS}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing keys ({_few(missing)})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
-        if mismatched:
-            problems.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:5])})")
+    problems = fit_problems(expected, tensors)
+    if problems:
         hint = _other_format(tensors.keys())
         raise CheckpointError(
             f"{source} does not fit the Segment Anything model built for it: "

@@ -38,6 +38,7 @@ __all__ = [
     "HFSamPredictor",
     "MultimaskMode",
     "preprocess_shape",
+    "load_transformers_sam",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,43 @@ def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]
     """``(h, w)`` after resizing so the longest side is ``long_side`` (rounded like Meta's transform)."""
     scale = long_side / max(height, width)
     return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+def load_transformers_sam(
+    model_class: Any, path: str | Path, *, kind: str, example: str, hint: str = ""
+) -> tuple[torch.nn.Module, tuple[float, ...], tuple[float, ...]]:
+    """A transformers SAM-family model (``SamModel``, ``SamHQModel``, ``Sam2Model``) read from a local
+    folder, with the pixel mean/std of its ``preprocessor_config.json`` (ImageNet's when absent).
+
+    Arguments:
+        model_class: the transformers class to load with (local files only, never remote code).
+        path: the folder (``config.json``, ``model.safetensors``).
+        kind, example, hint: for the error message: the model's name, a hub folder to compare with,
+            and an extra sentence on how to fix it.
+
+    Raises:
+        CheckpointError: the folder cannot be loaded; the message names it and what it needs.
+    """
+    from safetensors import SafetensorError
+
+    from ..errors import CheckpointError
+
+    folder = Path(path)
+    try:
+        model = model_class.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(
+            f"{folder} is not a loadable transformers {kind} folder ({str(exc).strip().splitlines()[0]}); it needs "
+            f"config.json and model.safetensors as published in {example}" + (f". {hint}" if hint else "")
+        ) from None
+    mean, std = _IMAGENET_MEAN, _IMAGENET_STD
+    pre = folder / "preprocessor_config.json"
+    if pre.is_file():
+        cfg = json.loads(pre.read_text())
+        mean = tuple(cfg.get("image_mean") or mean)
+        std = tuple(cfg.get("image_std") or std)
+    log.info("loaded %s as transformers %s", folder, kind)
+    return model, mean, std
 
 
 @dataclass
@@ -486,26 +524,10 @@ class HFSamPredictor(SamPredictorBase):
         cls, path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
     ) -> "HFSamPredictor":
         """Load a transformers SAM folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``)."""
-        from safetensors import SafetensorError
         from transformers import SamModel
 
-        from ..errors import CheckpointError
-
-        folder = Path(path)
-        try:
-            model = SamModel.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise CheckpointError(
-                f"{folder} is not a loadable transformers SAM folder ({str(exc).strip().splitlines()[0]}); it needs "
-                "config.json and model.safetensors as published in facebook/sam-vit-base"
-            ) from None
-        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
-        pre = folder / "preprocessor_config.json"
-        if pre.is_file():
-            cfg = json.loads(pre.read_text())
-            mean = tuple(cfg.get("image_mean") or mean)
-            std = tuple(cfg.get("image_std") or std)
-        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(folder))
+        model, mean, std = load_transformers_sam(SamModel, path, kind="SAM", example="facebook/sam-vit-base")
+        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(path))
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.get_image_embeddings(pixels)

@@ -21,7 +21,6 @@ used, so the predictor also works where torchvision is missing or broken.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -29,8 +28,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError
-from .predictor import _IMAGENET_MEAN, _IMAGENET_STD, MASK_PROMPT_LOGIT, SamPredictorBase
+from .predictor import _IMAGENET_MEAN, _IMAGENET_STD, MASK_PROMPT_LOGIT, SamPredictorBase, load_transformers_sam
 
 __all__ = ["Sam2Predictor", "Sam2Features"]
 
@@ -72,26 +70,13 @@ class Sam2Predictor(SamPredictorBase):
     ) -> "Sam2Predictor":
         """Load a transformers SAM 2 folder (``config.json`` with ``model_type`` ``sam2``,
         ``model.safetensors``, optionally ``preprocessor_config.json`` for mean/std)."""
-        from safetensors import SafetensorError
         from transformers import Sam2Model
 
-        folder = Path(path)
-        try:
-            model = Sam2Model.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise CheckpointError(
-                f"{folder} is not a loadable transformers SAM 2 folder ({str(exc).strip().splitlines()[0]}); it needs "
-                "config.json and model.safetensors as published in facebook/sam2.1-hiera-tiny. Download it again "
-                f"or put the single-file checkpoint (sam2.1_hiera_*.safetensors) into {folder.parent}"
-            ) from None
-        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
-        pre = folder / "preprocessor_config.json"
-        if pre.is_file():
-            cfg = json.loads(pre.read_text())
-            mean = tuple(cfg.get("image_mean") or mean)
-            std = tuple(cfg.get("image_std") or std)
-        log.info("loaded %s as transformers SAM 2", folder)
-        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(folder))
+        model, mean, std = load_transformers_sam(
+            Sam2Model, path, kind="SAM 2", example="facebook/sam2.1-hiera-tiny",
+            hint=f"Download it again or put the single-file checkpoint (sam2.1_hiera_*.safetensors) into {Path(path).parent}",
+        )
+        return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(path))
 
     @classmethod
     def from_checkpoint(
