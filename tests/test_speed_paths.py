@@ -79,7 +79,10 @@ def test_bf16_on_cpu(models_dir):
         low = det._forward([image], tokens, [None])
         full = ref._forward([image], tokens, [None])
     assert low[1].dtype in (torch.float32, torch.bfloat16)
-    assert (low[1].float() - full[1]).abs().mean() < 0.05  # normalised box coordinates
+    # normalised box coordinates; bf16 rounding may reorder near-tied queries, so each fp32 box is
+    # compared with its nearest bf16 box (as benchmarks/bench.py does)
+    distance = torch.cdist(full[1][0].float(), low[1][0].float(), p=1) / 4
+    assert distance.min(dim=1).values.mean() < 0.05
     assert len(det.detect(image, "cat", 0.0, 0.0)[0].labels) > 0
 
     sam = models.load_segmenter(paths["sam_meta"].name, root, dtype="bf16", download=False)
