@@ -3,7 +3,6 @@ in-process conversion, the HQ decoder really in use, batched prompts, clear erro
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -175,20 +174,3 @@ def test_errors_name_the_file_and_the_problem(tmp_path):
     (folder / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(CheckpointError, match=r"not_a_sam.*'bert'.*not a segmenter"):
         load_segmenter(str(folder), None, download=False)
-
-
-def test_tiny_timing(models_dir, record_property):
-    """Load + encode + one 3-box prediction of each tiny SAM-HQ layout (reported, loosely bounded)."""
-    from grounded_inpaint.models import clear_cache
-
-    _, paths = models_dir
-    for key in ("sam_hq_meta", "sam_hq_hf"):
-        clear_cache()
-        start = time.perf_counter()
-        predictor = load_segmenter(str(paths[key]), None, download=False)
-        loaded = time.perf_counter()
-        _run(predictor, boxes=BOXES)
-        done = time.perf_counter()
-        record_property(f"{key}_load_s", round(loaded - start, 3))
-        record_property(f"{key}_predict_s", round(done - loaded, 3))
-        assert done - start < 10
