@@ -120,53 +120,12 @@ def matmul_peak(dtype_name: str = "fp32", n: int = 2048, seconds: float = 1.0) -
 
 def prepare_models(workdir: Path) -> dict[str, str]:
     """Build (once) and save the random-weight real-size models; return their paths."""
-    import torch
+    import logging
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    dino = workdir / "grounding-dino" / "grounding-dino-swint-random"
-    sam_meta = workdir / "sams" / "sam_vit_b_random.pth"
-    sam_hf = workdir / "sams" / "sam-vit-base-random"
-    if not (dino / "model.safetensors").is_file():
-        from transformers import BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor
+    from grounded_inpaint.testing.real_size import write_real_size_models
 
-        from grounded_inpaint.testing.tiny_models import tiny_vocab
-
-        print(f"building GroundingDINO Swin-T (random weights) in {dino} ...", flush=True)
-        torch.manual_seed(0)
-        config = GroundingDinoConfig()
-        model = GroundingDinoForObjectDetection(config).eval()
-        dino.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(dino))
-        GroundingDinoImageProcessor().save_pretrained(str(dino))
-        vocab = tiny_vocab()
-        vocab += [f"[unused{i}]" for i in range(1000, 1000 + config.text_config.vocab_size - len(vocab))]
-        tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True, model_max_length=512)
-        tokenizer.save_pretrained(str(dino))
-        (dino / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        del model
-    if not sam_meta.is_file():
-        from segment_anything import build_sam_vit_b
-
-        print(f"building SAM ViT-B (random weights) in {sam_meta} ...", flush=True)
-        torch.manual_seed(0)
-        sam = build_sam_vit_b(checkpoint=None)
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():  # Meta leaves positional tensors at zero; give them values too
-            for name, t in sam.named_parameters():
-                if "pos" in name:
-                    t.add_(0.02 * torch.randn(t.shape, generator=g))
-        sam_meta.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(sam.state_dict(), sam_meta)
-        del sam
-    if not (sam_hf / "config.json").is_file():
-        from transformers import SamImageProcessor
-
-        from grounded_inpaint.sam.convert import hf_sam_model_from_meta
-
-        print(f"converting SAM ViT-B to transformers in {sam_hf} ...", flush=True)
-        hf_sam_model_from_meta(torch.load(sam_meta, weights_only=True), str(sam_meta)).save_pretrained(str(sam_hf))
-        SamImageProcessor().save_pretrained(str(sam_hf))
-    return {"dino": str(dino), "sam_meta": str(sam_meta), "sam_hf": str(sam_hf)}
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return {role: str(path) for role, path in write_real_size_models(workdir).items()}
 
 
 # ----------------------------------------------------------------------------- worker side

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tolerance import assert_masks_agree
 from PIL import Image
 
 from grounded_inpaint.cli import main
@@ -77,7 +78,8 @@ def test_outputs_match_the_library(images, models_dir, detector, meta_predictor,
     dets = detector.detect(image, "cat", max_detections=2)
     expected = make_inpaint_mask(segment(meta_predictor, [image], dets)[0], image_size=(40, 56))
     written = torch.from_numpy(np.asarray(Image.open(out / "noise" / "mask.png")).copy()).float() / 255
-    assert torch.equal(written, expected)
+    assert_masks_agree(written > 0.5, expected > 0.5)  # the CLI's run against the library's, in one process
+    assert set(written.unique().tolist()) <= {0.0, 1.0}
 
 
 def _run(*args, env_extra=None):

@@ -17,8 +17,10 @@ from grounded_inpaint.checkpoints import load_state_dict
 from grounded_inpaint.errors import CheckpointError, ModelNotFoundError
 from grounded_inpaint.registry import find_known, known_models
 from grounded_inpaint.testing import tiny_gdino_extra as extra
-from grounded_inpaint.testing.tiny_models import TINY_IMAGE_SIZE, _write_tokenizer
+from grounded_inpaint.testing import TINY_IMAGE_SIZE
+from grounded_inpaint.testing.tiny_gdino import write_bert_tokenizer
 from test_nodes import call, comfy, pack  # noqa: F401 - fixtures of the node tests
+from tolerance import assert_close, assert_same_weights
 
 PROMPT = "red shoes, cat"
 
@@ -28,7 +30,7 @@ def tokenizer_dir(tmp_path_factory):
     """A folder holding only the tiny BERT tokenizer files (the stand-in for bert-base-uncased/)."""
     folder = tmp_path_factory.mktemp("tok") / "bert-base-uncased"
     folder.mkdir()
-    _write_tokenizer(folder, max_length=64)
+    write_bert_tokenizer(folder, max_length=64)
     return folder
 
 
@@ -52,8 +54,9 @@ def test_mm_grounding_dino_through_the_loader(models_dir):
     detector = models.load_detector(paths["mm_grounding_dino"].name, root, download=False)
     assert isinstance(detector.model, MMGroundingDinoForObjectDetection)
     reference = extra.build_tiny_mm_grounding_dino(0)
+    assert_same_weights(detector.model.state_dict(), reference.state_dict())  # the folder holds exactly the built model
     for mine, theirs in zip(_raw(detector.model), _raw(reference)):
-        assert torch.equal(mine, theirs)  # the folder holds exactly the built model
+        assert_close(mine, theirs)  # same weights; the kernels may round tensors read from a file differently
     dets = detector.detect(torch.rand(2, 40, 56, 3), PROMPT, box_threshold=0.3)
     assert len(dets) == 2 and all(len(d) > 0 for d in dets)
     assert all(d.image_size == (40, 56) for d in dets)
@@ -93,9 +96,9 @@ def test_original_round_trip_is_exact(tmp_path, tokenizer_dir, variant, expected
     differing = [k for k in mine if k not in unused and not torch.equal(mine[k], theirs[k])]
     assert differing == []
     for a, b in zip(_raw(detector.model), _raw(source)):
-        assert torch.equal(a, b)
+        assert_close(a, b)
     for a, b in zip(_raw(detector.model, seed=3), _raw(source, seed=3)):
-        assert torch.equal(a, b)
+        assert_close(a, b)
 
 
 def test_hub_layout_round_trip_of_the_key_mapping(models_dir):
@@ -119,8 +122,12 @@ def test_original_file_layouts(tmp_path, tokenizer_dir, layout):
     name = "model.safetensors" if layout == "safetensors" else "model.pth"
     path = extra.write_tiny_original_grounding_dino(tmp_path / name, **kwargs)
     detector = gdino_convert.load_original_grounding_dino(path, tokenizer_folder=tokenizer_dir)
-    for a, b in zip(_raw(detector.model), _raw(extra.build_tiny_original_source(0))):
-        assert torch.equal(a, b)
+    source = extra.build_tiny_original_source(0)
+    unused = {k for k in source.state_dict() if re.search(r"backbone\.conv_encoder\.model\.(swin\.)?layernorm\.", k)}
+    mine = {k: v for k, v in detector.model.state_dict().items() if k not in unused}
+    assert_same_weights(mine, {k: v for k, v in source.state_dict().items() if k not in unused})
+    for a, b in zip(_raw(detector.model), _raw(source)):
+        assert_close(a, b)
 
 
 def test_original_through_the_loader_uses_a_transformers_folder_tokenizer(models_dir):

@@ -269,8 +269,10 @@ def test_seed_makes_results_repeatable(image_path, models_dir, sd_folder, tmp_pa
     assert _run(*_argv(image_path, tmp_path / "b", models_dir, sd_folder, *args, "--seed", str(seed))) == 0
     assert _run(*_argv(image_path, tmp_path / "c", models_dir, sd_folder, *args, "--seed", str(seed + 1))) == 0
     a, b, c = (_png(tmp_path / name / "result.png") for name in "abc")
-    assert (a == b).all()
-    assert (a != c).any()
+    same_seed = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    other_seed = np.abs(a.astype(np.int16) - c.astype(np.int16))
+    assert same_seed.max() <= 1  # the same noise: at most one 8-bit level of float rounding apart
+    assert other_seed.mean() > 10 * max(same_seed.mean(), 1e-3)  # another seed: another picture
 
 
 @pytest.mark.parametrize("mode", ["--keep", "--replace"])

@@ -16,16 +16,8 @@ from PIL import Image
 
 from grounded_inpaint.sam.meta_arch import build_meta_sam, infer_meta_sam_arch, load_meta_sam_state_dict
 from grounded_inpaint.testing import tiny_models
-from grounded_inpaint.testing.tiny_models import (
-    TINY_SAM_ARCH,
-    TINY_VOCAB_WORDS,
-    build_tiny_grounding_dino,
-    build_tiny_meta_sam,
-    tiny_vocab,
-    write_tiny_grounding_dino,
-    write_tiny_hf_sam,
-    write_tiny_meta_sam,
-)
+from grounded_inpaint.testing.tiny_gdino import TINY_VOCAB_WORDS, build_tiny_grounding_dino, tiny_vocab, write_tiny_grounding_dino
+from grounded_inpaint.testing.tiny_sam import TINY_SAM_ARCH, build_tiny_meta_sam, write_tiny_hf_sam, write_tiny_meta_sam
 
 transformers = pytest.importorskip("transformers")
 

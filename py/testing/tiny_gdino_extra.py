@@ -9,7 +9,7 @@
   to is known exactly.
 
 Both share the 64 px architecture and the tiny BERT vocabulary of
-:mod:`grounded_inpaint.testing.tiny_models`, are calibrated the same way (every query scores about
+:mod:`grounded_inpaint.testing.tiny_gdino`, are calibrated the same way (every query scores about
 0.4–0.85 on any image and prompt) and are deterministic given ``seed``; the global RNG is untouched.
 """
 
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-# tiny_models imports this module, so its helpers are imported inside the functions below.
+from . import TINY_IMAGE_SIZE
+from .tiny_gdino import _calibrate_grounding_dino, tiny_grounding_dino_config, write_bert_tokenizer
 
 if TYPE_CHECKING:
     from transformers import (
@@ -58,8 +59,6 @@ _PERTURBATION = 0.01
 def _save_image_processor(folder: Path) -> None:
     from transformers import GroundingDinoImageProcessor
 
-    from .tiny_models import TINY_IMAGE_SIZE
-
     GroundingDinoImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE, "longest_edge": TINY_IMAGE_SIZE}).save_pretrained(str(folder))
 
 
@@ -73,8 +72,6 @@ def tiny_mm_grounding_dino_config() -> "MMGroundingDinoConfig":
     (``decoder_bbox_embed_share`` and ``decoder_cls_embed_share`` off, as in the published models)."""
     from transformers import MMGroundingDinoConfig
 
-    from .tiny_models import tiny_grounding_dino_config
-
     base = tiny_grounding_dino_config().to_dict()
     for key in ("model_type", "transformers_version", "architectures", "decoder_bbox_embed_share"):
         base.pop(key, None)
@@ -84,8 +81,6 @@ def tiny_mm_grounding_dino_config() -> "MMGroundingDinoConfig":
 def build_tiny_mm_grounding_dino(seed: int = 0) -> "MMGroundingDinoForObjectDetection":
     """The tiny calibrated MM-GroundingDINO (eval mode, CPU, float32); its class-head biases are 0."""
     from transformers import MMGroundingDinoForObjectDetection
-
-    from .tiny_models import _calibrate_grounding_dino
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -102,14 +97,12 @@ def write_tiny_mm_grounding_dino(folder: str | Path, seed: int = 0) -> Path:
     """Write the tiny MM-GroundingDINO in the hub layout (``config.json`` with ``model_type``
     ``mm-grounding-dino``, ``model.safetensors``, 64 px ``preprocessor_config.json``, tiny BERT
     tokenizer) and return the folder."""
-    from .tiny_models import _write_tokenizer
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = build_tiny_mm_grounding_dino(seed)
     model.save_pretrained(str(folder))
     _save_image_processor(folder)
-    _write_tokenizer(folder, max_length=model.config.text_config.max_position_embeddings)
+    write_bert_tokenizer(folder, max_length=model.config.text_config.max_position_embeddings)
     log.debug("wrote tiny MM-GroundingDINO (seed %d) to %s", seed, folder)
     return folder
 
@@ -126,8 +119,6 @@ def tiny_original_config(variant: OriginalVariant = "swin-t") -> "GroundingDinoC
     set to the loader's rules (:class:`grounded_inpaint.gdino_convert.OriginalGroundingDinoArch`):
     one BERT head per 64 channels (so 1 here), ``max_text_len`` = BERT's 64 positions.
     """
-    from .tiny_models import tiny_grounding_dino_config
-
     config = tiny_grounding_dino_config()
     config.text_config.num_attention_heads = 1
     config.max_text_len = config.text_config.max_position_embeddings
@@ -151,8 +142,6 @@ def build_tiny_original_source(seed: int = 0, variant: OriginalVariant = "swin-t
     tensors hold the same values (eval mode, CPU, float32).
     """
     from transformers import GroundingDinoForObjectDetection
-
-    from .tiny_models import _calibrate_grounding_dino
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -2,7 +2,7 @@
 
 * :func:`write_tiny_sam_hq_original`: an official SysCV/sam-hq ``.pth`` state dict (Meta SAM names
   plus ``mask_decoder.hf_token`` / ``hf_mlp`` / ``compress_vit_feat`` / ``embedding_encoder`` /
-  ``embedding_maskfeature``), with the tiny SAM's architecture (:data:`~.tiny_models.TINY_SAM_ARCH`);
+  ``embedding_maskfeature``), with the tiny SAM's architecture (:data:`~.tiny_sam.TINY_SAM_ARCH`);
 * :func:`write_tiny_sam_hq_hf`: a transformers ``SamHQModel`` folder holding the same weights
   (converted), so both layouts compute the same masks;
 * :func:`write_tiny_sam2_original`: Meta's SAM 2.1 layout (``image_encoder.trunk.*``,
@@ -27,7 +27,7 @@ import torch
 
 from ..sam.convert_hq import hf_sam_hq_model_from_original
 from ..sam.convert_sam2 import Sam2Arch, hf_sam2_config_from_arch, hf_to_original_sam2_state_dict
-from .tiny_models import TINY_SAM_ARCH, build_tiny_meta_sam
+from .tiny_sam import TINY_SAM_ARCH, build_tiny_meta_sam
 
 if TYPE_CHECKING:
     from transformers import Sam2Model, SamHQModel

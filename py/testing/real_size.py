@@ -1,0 +1,115 @@
+"""Real-size models with random weights, for speed, memory and cancel-latency figures.
+
+No real weights can be downloaded here, so the benchmarks build models of the published sizes with
+random weights: the compute and the memory are those of the real models, only the answers are
+meaningless. Each is written once into a ComfyUI-style models folder and loaded through the same
+loaders users run:
+
+* :func:`write_real_size_grounding_dino`: GroundingDINO Swin-T (172 M parameters, transformers'
+  default config = IDEA-Research/grounding-dino-tiny) with a BERT tokenizer of the full 30 522-token
+  vocabulary size (the tiny words, the ids GroundingDINO hard-codes, ``[unusedN]`` fill);
+* :func:`write_real_size_meta_sam`: SAM ViT-B in Meta's ``.pth`` layout (``sam_vit_b_01ec64.pth``);
+* :func:`write_real_size_hf_sam`: the same weights as a transformers ``SamModel`` folder.
+
+Works with transformers 4 and 5 (the tokenizer goes through :func:`.tiny_gdino.write_bert_tokenizer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .tiny_gdino import tiny_vocab, write_bert_tokenizer
+
+__all__ = [
+    "REAL_SIZE_NAMES",
+    "write_real_size_grounding_dino",
+    "write_real_size_meta_sam",
+    "write_real_size_hf_sam",
+    "write_real_size_models",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where :func:`write_real_size_models` puts each model, relative to the models folder.
+REAL_SIZE_NAMES = {
+    "dino": "grounding-dino/grounding-dino-swint-random",
+    "sam_meta": "sams/sam_vit_b_random.pth",
+    "sam_hf": "sams/sam-vit-base-random",
+}
+
+
+def write_real_size_grounding_dino(folder: str | Path, seed: int = 0) -> Path:
+    """GroundingDINO Swin-T with random weights as a transformers folder (skipped if already written)."""
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor
+
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file():
+        return folder
+    log.info("building GroundingDINO Swin-T (random weights) in %s ...", folder)
+    config = GroundingDinoConfig()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GroundingDinoForObjectDetection(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    GroundingDinoImageProcessor().save_pretrained(str(folder))
+    vocab = tiny_vocab()
+    vocab += [f"[unused{i}]" for i in range(1000, 1000 + config.text_config.vocab_size - len(vocab))]
+    write_bert_tokenizer(folder, max_length=512, vocab=vocab)
+    return folder
+
+
+def write_real_size_meta_sam(path: str | Path, seed: int = 0) -> Path:
+    """SAM ViT-B with random weights as Meta's ``.pth`` state dict (skipped if already written).
+
+    Meta's initialisation leaves the positional tensors at zero; they get small random values too,
+    so attention does real work.
+    """
+    from segment_anything import build_sam_vit_b
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    log.info("building SAM ViT-B (random weights) in %s ...", path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = build_sam_vit_b(checkpoint=None)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in sam.named_parameters():
+            if "pos" in name:
+                tensor.add_(0.02 * torch.randn(tensor.shape, generator=generator))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(sam.state_dict(), path)
+    return path
+
+
+def write_real_size_hf_sam(folder: str | Path, meta_path: str | Path) -> Path:
+    """The weights of ``meta_path`` (a Meta SAM ``.pth``) as a transformers ``SamModel`` folder."""
+    from transformers import SamImageProcessor
+
+    from ..sam.convert import hf_sam_model_from_meta
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return folder
+    log.info("converting %s to a transformers SAM folder in %s ...", meta_path, folder)
+    state_dict = torch.load(str(meta_path), map_location="cpu", weights_only=True)
+    hf_sam_model_from_meta(state_dict, str(meta_path)).save_pretrained(str(folder))
+    SamImageProcessor().save_pretrained(str(folder))
+    return folder
+
+
+def write_real_size_models(models_dir: str | Path, *, hf_sam: bool = True) -> dict[str, Path]:
+    """Write (once) every real-size model into ``models_dir``; returns ``{role: path}`` (see :data:`REAL_SIZE_NAMES`)."""
+    root = Path(models_dir)
+    paths = {
+        "dino": write_real_size_grounding_dino(root / REAL_SIZE_NAMES["dino"]),
+        "sam_meta": write_real_size_meta_sam(root / REAL_SIZE_NAMES["sam_meta"]),
+    }
+    if hf_sam:
+        paths["sam_hf"] = write_real_size_hf_sam(root / REAL_SIZE_NAMES["sam_hf"], paths["sam_meta"])
+    return paths
