@@ -16,14 +16,6 @@ _PRECISION = (["auto", "fp32", "fp16", "bf16"], tip(
     "fp16/bf16 fall back to fp32 with a warning where the device cannot run them.", default="auto"))
 
 
-def _progress_callback(bar):
-    def report(done: int, total: int) -> None:
-        if total:
-            bar.update_absolute(done, total)
-
-    return report
-
-
 def _load(
     family: str,
     name: str,
@@ -37,12 +29,13 @@ def _load(
     """Resolve dropdown entry ``name`` (downloading a known model, with progress), load it with
     ``loader`` on ComfyUI's offload device in the chosen precision, and hand it to the memory manager."""
     bar = runtime.progress_bar(100)
-    path = runtime.resolve_choice(family, name, progress=_progress_callback(bar))  # type: ignore[arg-type]
+    path = runtime.resolve_choice(family, name, progress=runtime.progress_callback(bar))  # type: ignore[arg-type]
     pinned_cpu = device == "cpu"
     compute = torch.device("cpu") if pinned_cpu else runtime.torch_device()
     dtype = runtime.choose_dtype(precision, compute, auto_half=auto_half, auto_order=auto_order)
     where = "cpu" if pinned_cpu or runtime.offload_device().type == "cpu" else runtime.offload_device()
-    engine = loader(path, device=where, dtype=dtype, download=False)
+    # cache=False: ComfyUI's memory manager (through the loader node's output) owns the model's lifetime
+    engine = loader(path, device=where, dtype=dtype, download=False, cache=False)
     return runtime.manage(family, name, engine, engine.model, pinned_cpu=pinned_cpu)
 
 

@@ -104,12 +104,26 @@ def choose_dtype(
 
 
 class _Holder(torch.nn.Module):
-    """Gives ComfyUI's ModelPatcher a plain module to move (ours expose a read-only ``device``)."""
+    """Gives ComfyUI's ModelPatcher a plain module to move (ours expose a read-only ``device``).
+
+    ComfyUI logs the class name of what it loads ("Requested to load …"), so each model gets a
+    subclass named after it (:func:`_holder_class`): "GroundingDINO Swin-T", "SAM ViT-B".
+    """
 
     def __init__(self, inner: torch.nn.Module, device: torch.device) -> None:
         super().__init__()
         self.inner = inner
         self.device = device
+
+
+_holder_classes: dict[str, type[_Holder]] = {}
+
+
+def _holder_class(display_name: str) -> type[_Holder]:
+    """A :class:`_Holder` subclass whose ``__name__`` is ``display_name`` (one class per name)."""
+    if display_name not in _holder_classes:
+        _holder_classes[display_name] = type(display_name, (_Holder,), {"__module__": __name__, "__qualname__": display_name})
+    return _holder_classes[display_name]
 
 
 @dataclass
@@ -125,18 +139,29 @@ class ManagedModel:
     engine: Any
     patcher: Any = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: What the model is, as ComfyUI's log and our messages name it ("SAM ViT-B").
+    display_name: str = ""
 
 
 def manage(kind: str, name: str, engine: Any, module: torch.nn.Module, *, pinned_cpu: bool) -> ManagedModel:
-    """Wrap ``module`` (the engine's weights) so ComfyUI's memory manager can load and evict it."""
+    """Wrap ``module`` (the engine's weights) so ComfyUI's memory manager can load and evict it.
+
+    The returned object (and ComfyUI's cache of the loader node's output) is the only owner of the
+    engine: the library keeps no reference (the loaders load with ``cache=False``), so when ComfyUI
+    drops the output ("Unload models" / ``POST /free``) the weights and the engine's feature-cache
+    entries are freed with it.
+    """
+    from ..py.models import model_display_name
+
+    display = model_display_name(engine)
     mm = _comfy_mm()
     if mm is None or pinned_cpu:
-        return ManagedModel(kind, name, engine)
+        return ManagedModel(kind, name, engine, display_name=display)
     import comfy.model_patcher  # type: ignore[import-not-found]
 
-    holder = _Holder(module, offload_device())
+    holder = _holder_class(display)(module, offload_device())
     patcher = comfy.model_patcher.ModelPatcher(holder, load_device=torch_device(), offload_device=offload_device())
-    return ManagedModel(kind, name, engine, patcher)
+    return ManagedModel(kind, name, engine, patcher, display_name=display)
 
 
 @contextlib.contextmanager
@@ -191,10 +216,30 @@ def progress_bar(total: int):
 
 
 def check_interrupt() -> None:
-    """Raise ComfyUI's interrupt exception if the user pressed Cancel."""
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel.
+
+    The library calls it between images and between the layers of every model pass (see
+    ``grounded_inpaint.interrupt``), so Cancel takes effect within a layer's time.
+    """
     mm = _comfy_mm()
     if mm is not None:
         mm.throw_exception_if_processing_interrupted()
+
+
+def progress_callback(bar) -> Any:
+    """``progress(done, total)`` for the library's batch loops, shown on the node by ``bar``."""
+
+    def report(done: int, total: int) -> None:
+        if total:
+            bar.update_absolute(done, total)
+
+    return report
+
+
+def device_stages(**stages: ManagedModel):
+    """``stage(name)`` for the library's batch loops: while stage ``name`` runs, its model is on
+    ComfyUI's device (one stage at a time, so a low-VRAM GPU needs room for one model only)."""
+    return lambda name: models_on_device(stages[name])
 
 
 # ----------------------------------------------------------------------------- model folders

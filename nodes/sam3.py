@@ -117,7 +117,7 @@ class Sam3Segment:
             segments = sam3_model.engine.segment(
                 images, prompt, threshold, mask_threshold, max_instances or None, boxes,
                 overlap_iou=overlap_iou if overlap_iou < 1.0 else None,
-                progress=lambda done, total: bar.update(1), interrupt=runtime.check_interrupt)
+                progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt)
         preview = torch.stack([draw_segments(images[i].cpu(), segments[i]) for i in range(len(segments))])
         device = runtime.intermediate_device()
-        return (segments, union_masks(segments).to(device), preview.to(device))
+        return {"ui": runtime.preview_images(preview), "result": (segments, union_masks(segments).to(device), preview.to(device))}

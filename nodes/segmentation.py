@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..py.batch import as_image_batch, as_mask_batch, batch_size_for, check_detections, pick, union_masks
+from ..py.batch import as_image_batch, as_mask_batch, batch_size_for, check_detections, union_masks
 from ..py.detector import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD
 from ..py.overlay import draw_detections, draw_segments
-from ..py.segment import parse_points, segment_image
+from ..py.pipeline import grounded_segment
+from ..py.segment import parse_points, segment
 from . import runtime
 from .common import CATEGORY, DETECTIONS_TYPE, DETECTOR_TYPE, SAM_TYPE, SEGMENTS_TYPE, tip
 
@@ -25,26 +26,6 @@ _NMS = ("FLOAT", tip("Drop a box that overlaps a better box with the same label 
 _MULTIMASK = (["auto", "best", "single"], tip(
     "SAM's output choice. auto: the single-mask output for box prompts, the best of 3 (highest predicted IoU) for "
     "clicks only. best: always the best of 3. single: always the single-mask output.", default="auto"))
-
-
-def _detect_batch(detector, images: torch.Tensor, prompt: str, box: float, text: float, max_det: int, nms: float, bar):
-    results = []
-    for i in range(images.shape[0]):
-        runtime.check_interrupt()
-        results.append(detector.engine.detect(images[i], prompt, box, text, max_det or None, nms)[0])
-        bar.update(1)
-    return results
-
-
-def _segment_batch(sam, images: torch.Tensor, detections, points, masks, multimask: str, bar):
-    out = []
-    for i in range(images.shape[0]):
-        runtime.check_interrupt()
-        det = detections[i] if detections is not None else None
-        mask = pick(masks, i) if masks is not None else None
-        out.append(segment_image(sam.engine, images[i], det, points=points, mask_prompt=mask, multimask=multimask))
-        bar.update(1)
-    return out
 
 
 def _to_intermediate(t: torch.Tensor) -> torch.Tensor:
@@ -82,9 +63,12 @@ class GroundingDinoDetect:
         images = as_image_batch(image)
         bar = runtime.progress_bar(images.shape[0])
         with runtime.models_on_device(detector):
-            results = _detect_batch(detector, images, prompt, box_threshold, text_threshold, max_detections, nms_iou, bar)
+            results = detector.engine.detect(
+                images, prompt, box_threshold, text_threshold, max_detections or None, nms_iou,
+                progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt,
+            )
         preview = torch.stack([draw_detections(images[i].cpu(), results[i]) for i in range(len(results))])
-        return (results, _to_intermediate(preview), sum(len(r) for r in results))
+        return {"ui": runtime.preview_images(preview), "result": (results, _to_intermediate(preview), sum(len(r) for r in results))}
 
 
 class SamSegment:
@@ -130,13 +114,16 @@ class SamSegment:
             raise ValueError(f"{masks.shape[0]} masks were given for {images.shape[0]} image(s); give one mask, or one per image")
         bar = runtime.progress_bar(images.shape[0])
         with runtime.models_on_device(sam_model):
-            segments = _segment_batch(sam_model, images, detections, points, masks, multimask, bar)
+            segments = segment(sam_model.engine, images, detections, points=points, mask_prompts=masks, multimask=multimask,
+                               progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt)
         return _segment_outputs(images, segments)
 
 
 def _segment_outputs(images: torch.Tensor, segments):
+    """The node result: SEGMENTS, their union MASK and the preview (also shown inside the node)."""
     preview = torch.stack([draw_segments(images[i].cpu(), segments[i]) for i in range(len(segments))])
-    return (segments, _to_intermediate(union_masks(segments)), _to_intermediate(preview))
+    result = (segments, _to_intermediate(union_masks(segments)), _to_intermediate(preview))
+    return {"ui": runtime.preview_images(preview), "result": result}
 
 
 class GroundedSegment:
@@ -169,8 +156,10 @@ class GroundedSegment:
     def run(self, image, detector, sam_model, prompt, box_threshold, text_threshold, max_detections, multimask):
         images = as_image_batch(image)
         bar = runtime.progress_bar(2 * images.shape[0])
-        with runtime.models_on_device(detector):
-            detections = _detect_batch(detector, images, prompt, box_threshold, text_threshold, max_detections, DEFAULT_NMS_IOU, bar)
-        with runtime.models_on_device(sam_model):
-            segments = _segment_batch(sam_model, images, detections, [], None, multimask, bar)
+        _, segments = grounded_segment(
+            detector.engine, sam_model.engine, images, prompt, box_threshold=box_threshold, text_threshold=text_threshold,
+            max_detections=max_detections or None, nms_iou=DEFAULT_NMS_IOU, multimask=multimask,
+            progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt,
+            stage=runtime.device_stages(detect=detector, segment=sam_model),
+        )
         return _segment_outputs(images, segments)

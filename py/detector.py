@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from .cache import FeatureCache, default_cache, image_key, new_owner_token, to_cpu_copy, to_device
+from .checks import count, fraction, number
 from .images import to_rgb_list
+from .interrupt import InterruptCheck, checkpoint, interruptible
 from .prompts import normalize_prompt, split_categories
 from .structures import Detections
 
@@ -49,6 +51,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BOX_THRESHOLD = 0.30
 DEFAULT_TEXT_THRESHOLD = 0.25
 DEFAULT_NMS_IOU = 0.5
+#: GroundingDINO's queries bound the detections per image (900 in the released models).
+MAX_DETECTIONS_LIMIT = 10_000
+#: Strides of GroundingDINO's feature levels (Swin stages 2-4 and the extra convolution level).
+_LEVEL_STRIDES = (8, 16, 32, 64)
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
@@ -81,7 +87,11 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups:
 
     Returns:
         ``[K]`` long indices of the kept boxes, by decreasing score.
+
+    Raises:
+        ValueError: ``iou_threshold`` is NaN or negative.
     """
+    iou_threshold = number("iou_threshold", iou_threshold, low=0.0, meaning="(1 or more keeps every box)")
     order = torch.argsort(scores, descending=True, stable=True)
     if iou_threshold >= 1.0 or boxes.shape[0] <= 1:
         return order
@@ -102,7 +112,10 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups:
 
 def resize_shortest_edge(height: int, width: int, shortest: int, longest: int) -> tuple[int, int]:
     """Output ``(height, width)`` when the short side becomes ``shortest`` but the long side stays
-    within ``longest`` (the DETR / GroundingDINO resizing rule, aspect ratio kept)."""
+    within ``longest`` (the DETR / GroundingDINO resizing rule, aspect ratio kept). Every side is at
+    least 1 pixel (a strip far thinner than ``shortest / longest`` keeps a 1-pixel short side)."""
+    for name, value in (("height", height), ("width", width), ("shortest", shortest), ("longest", longest)):
+        count(name, value, low=1)
     short, long_ = float(min(height, width)), float(max(height, width))
     size: float = shortest
     exact = None
@@ -113,6 +126,7 @@ def resize_shortest_edge(height: int, width: int, shortest: int, longest: int) -
     if (height <= width and height == size) or (width <= height and width == size):
         return height, width
     ratio_base = exact if exact is not None else size
+    size = max(1, size)
     if width < height:
         return max(1, int(ratio_base * height / width)), size
     return size, max(1, int(ratio_base * width / height))
@@ -217,6 +231,7 @@ def _deformable_attention(
     weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, queries, levels, points)
     out: torch.Tensor | None = None
     for level, (h, w) in enumerate(value_spatial_shapes_list):
+        checkpoint()
         v = values[level].flatten(2).transpose(1, 2).reshape(batch * heads, dim, h, w)
         grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # [B*heads, Q, points, 2]
         sampled = F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -337,8 +352,16 @@ class GroundingDinoDetector:
         tokens.setdefault("token_type_ids", torch.zeros_like(tokens["input_ids"]))
         return {k: tokens[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def preprocess(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Same-size ``[H, W, 3]`` float 0..1 images → normalised ``[B, 3, h, w]`` on the model's device."""
+    def preprocess(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same-size ``[H, W, 3]`` float 0..1 images → ``(pixel_values [B, 3, h, w], pixel_mask [B, h, w])``.
+
+        The images are resized by :func:`resize_shortest_edge` and normalised with the processor's
+        mean/std on the model's device. The model picks its queries among the positions of its
+        feature maps, so an image must have at least as many positions as queries: a strip a few
+        pixels wide is padded (bottom / right) until it has (:meth:`padded_size`), and ``pixel_mask``
+        (1 = image, 0 = padding) tells the model to ignore the padding; boxes stay relative to the
+        image. Ordinary images are not padded.
+        """
         h, w = images[0].shape[:2]
         oh, ow = resize_shortest_edge(h, w, self.shortest_edge, self.longest_edge)
         batch = torch.stack([im.to(self.device, torch.float32) for im in images]).permute(0, 3, 1, 2)
@@ -346,7 +369,32 @@ class GroundingDinoDetector:
             batch = F.interpolate(batch, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)
         mean = self.image_mean.to(self.device)[None, :, None, None]
         std = self.image_std.to(self.device)[None, :, None, None]
-        return ((batch - mean) / std).to(self.dtype)
+        batch = (batch - mean) / std
+        ph, pw = self.padded_size(oh, ow)
+        mask = torch.ones(batch.shape[0], ph, pw, dtype=torch.long, device=self.device)
+        if (ph, pw) != (oh, ow):
+            batch = F.pad(batch, (0, pw - ow, 0, ph - oh))
+            mask[:, oh:, :] = 0
+            mask[:, :, ow:] = 0
+        return batch.to(self.dtype), mask
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(height, width)`` of a resized image, its short side padded (in steps of 8 pixels) until the
+        feature maps hold at least ``num_queries`` positions; unchanged for ordinary images."""
+        queries = int(getattr(self.model.config, "num_queries", 900))
+        levels = int(getattr(self.model.config, "num_feature_levels", len(_LEVEL_STRIDES)))
+        strides = [2 ** (3 + i) for i in range(levels)]
+
+        def positions(h: int, w: int) -> int:
+            return sum(math.ceil(h / s) * math.ceil(w / s) for s in strides)
+
+        h, w = height, width
+        while positions(h, w) < queries:
+            if h <= w:
+                h = (h // 8 + 1) * 8
+            else:
+                w = (w // 8 + 1) * 8
+        return h, w
 
     # ------------------------------------------------------------------ post-processing
 
@@ -415,7 +463,7 @@ class GroundingDinoDetector:
             for i in range(probs.shape[0])
         ]
         order = nms(boxes, scores, nms_iou if nms_iou is not None else 1.0, labels)
-        if max_detections is not None and max_detections >= 0:
+        if max_detections is not None:
             order = order[:max_detections]
         return Detections(boxes[order].cpu(), scores[order].cpu(), [labels[i] for i in order.tolist()], image_size)
 
@@ -433,6 +481,7 @@ class GroundingDinoDetector:
         *,
         batch_size: int = 1,
         progress: Callable[[int, int], None] | None = None,
+        interrupt: InterruptCheck | None = None,
     ) -> list[Detections]:
         """Find the objects named in ``prompt`` in every image.
 
@@ -442,18 +491,28 @@ class GroundingDinoDetector:
             prompt: e.g. ``"shoes"`` or ``"dress, handbag"`` (``.``/``,`` separate categories).
             box_threshold: minimum box confidence, 0..1.
             text_threshold: minimum token score for a word to be part of a box's label, 0..1.
-            max_detections: keep at most this many boxes per image (highest scores), ``None`` = all.
-            nms_iou: IoU above which a lower-scoring box with the same label is dropped;
+            max_detections: keep at most this many boxes per image (highest scores), ``None`` = all;
+                an integer ``>= 0`` (0 keeps none).
+            nms_iou: IoU above which a lower-scoring box with the same label is dropped, ``>= 0``;
                 ``None`` or ``>= 1`` keeps duplicates.
-            batch_size: how many same-size images go through the model at once.
+            batch_size: how many same-size images go through the model at once, ``>= 1``.
             progress: ``progress(done, total)`` after each image.
+            interrupt: called between images and between the model's layers (see
+                :mod:`grounded_inpaint.interrupt`); raise from it to stop.
 
         Returns:
             ``B`` :class:`Detections`, aligned with the input (empty where nothing was found).
+
+        Raises:
+            ValueError: a threshold outside ``0..1`` or NaN, a negative or fractional
+                ``max_detections``, a negative or NaN ``nms_iou``, ``batch_size < 1``; an empty prompt
+                (:class:`grounded_inpaint.prompts.EmptyPromptError`).
         """
-        for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
-            if not (0.0 <= float(value) <= 1.0) or math.isnan(float(value)):
-                raise ValueError(f"{name} must be between 0 and 1; got {value}")
+        box_threshold = fraction("box_threshold", box_threshold)
+        text_threshold = fraction("text_threshold", text_threshold)
+        max_detections = count("max_detections", max_detections, high=MAX_DETECTIONS_LIMIT, allow_none=True, meaning="(None keeps all)")
+        nms_iou = number("nms_iou", nms_iou, low=0.0, allow_none=True, meaning="(None or 1 keeps duplicates)")
+        batch_size = count("batch_size", batch_size, low=1)
         pictures = to_rgb_list(images)
         tokens = {k: v.to(self.device) for k, v in self.tokenize(prompt).items()}
         cache = self._active_cache()
@@ -474,6 +533,8 @@ class GroundingDinoDetector:
 
         start = 0
         while start < len(pictures):
+            if interrupt is not None:
+                interrupt()
             key = self._outputs_key(keys[start], prompt_key)
             hit = cache.get(key, copy=False) if cache is not None else None
             if hit is not None:  # same image, same prompt: only the thresholds may have changed
@@ -489,7 +550,7 @@ class GroundingDinoDetector:
                 and (cache is None or self._outputs_key(keys[start + len(chunk)], prompt_key) not in cache)
             ):
                 chunk.append(start + len(chunk))
-            logits, boxes = self._forward([pictures[i] for i in chunk], tokens, [keys[i] for i in chunk])
+            logits, boxes = self._forward([pictures[i] for i in chunk], tokens, [keys[i] for i in chunk], interrupt)
             for j, i in enumerate(chunk):
                 if cache is not None:
                     cache.put(self._outputs_key(keys[i], prompt_key), to_cpu_copy((logits[j], boxes[j])), copy=False)
@@ -508,17 +569,22 @@ class GroundingDinoDetector:
         return (self._cache_owner, "dino-outputs", image, prompt_key, self.shortest_edge, self.longest_edge,
                 str(self.device), str(self.dtype), str(self.autocast))
 
-    def _forward(self, chunk: list[torch.Tensor], tokens: dict[str, torch.Tensor], keys: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(
+        self, chunk: list[torch.Tensor], tokens: dict[str, torch.Tensor], keys: list[str | None], interrupt: InterruptCheck | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the model on same-size ``[H, W, 3]`` images → ``logits [B, Q, T]``, ``pred_boxes [B, Q, 4]``."""
-        pixel_values = self.preprocess(chunk)
+        pixel_values, pixel_mask = self.preprocess(chunk)
         b = pixel_values.shape[0]
+        if not bool(pixel_mask.all()):
+            keys = [None] * len(keys)  # padded strips are rare: their backbone features are not cached
         autocast = (
             torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None else contextlib.nullcontext()
         )
-        with self._forward_lock, self._cached_backbone(keys), self._lean_deformable_attention(), autocast:
+        with (self._forward_lock, interruptible(interrupt, self.model), self._cached_backbone(keys),
+              self._lean_deformable_attention(), autocast):
             outputs = self.model(
                 pixel_values=pixel_values,
-                pixel_mask=torch.ones(b, *pixel_values.shape[-2:], dtype=torch.long, device=self.device),
+                pixel_mask=pixel_mask,
                 input_ids=tokens["input_ids"].expand(b, -1),
                 attention_mask=tokens["attention_mask"].expand(b, -1),
                 token_type_ids=tokens["token_type_ids"].expand(b, -1),

@@ -50,7 +50,6 @@ diffusers is optional (``pip install diffusers``) and imported only when a pipel
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -63,8 +62,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from .checks import count, number
 from .errors import CheckpointError, ModelNotFoundError
 from .images import to_mask, to_rgb
+from .interrupt import InterruptCheck, interruptible
 from .overlay import paste_back
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,6 +102,12 @@ DEFAULT_GUIDANCE = 7.5
 DEFAULT_STRENGTH = 1.0
 #: The smallest ``--size`` accepted: below it Stable Diffusion produces nothing usable.
 MIN_SIZE = 64
+#: The largest ``--size``: beyond it a run needs tens of gigabytes (SD 1.5 works at 512, SDXL at 1024).
+MAX_SIZE = 4096
+#: The most denoising steps (ComfyUI's KSampler allows as many).
+MAX_STEPS = 10_000
+#: The largest classifier-free guidance scale accepted (ComfyUI's KSampler allows as much).
+MAX_GUIDANCE = 100.0
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -144,13 +151,12 @@ def working_size(height: int, width: int, *, long_side: int = DEFAULT_SIZE, mult
         ``(working_height, working_width)``.
 
     Raises:
-        ValueError: a size below 1, ``multiple < 1`` or ``long_side < multiple``.
+        ValueError: a size below 1, ``multiple`` outside ``1..1024``, ``long_side`` above
+            :data:`MAX_SIZE` or below ``multiple``.
     """
-    height, width, long_side, multiple = int(height), int(width), int(long_side), int(multiple)
-    if height < 1 or width < 1:
-        raise ValueError(f"working_size: the image size must be at least 1x1 pixels; got {width}x{height}")
-    if multiple < 1:
-        raise ValueError(f"working_size: multiple must be >= 1; got {multiple}")
+    height, width = count("height", height, low=1), count("width", width, low=1)
+    multiple = count("multiple", multiple, low=1, high=1024)
+    long_side = count("long_side", long_side, low=1, high=MAX_SIZE)
     if long_side < multiple:
         raise ValueError(f"working_size: long_side ({long_side}) must be at least multiple ({multiple})")
     long_px = max(multiple, _round_half_up(long_side / multiple) * multiple)
@@ -192,30 +198,41 @@ def _pipeline_multiple(pipe: Any) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_settings(steps: int, guidance: float, strength: float, size: int) -> None:
-    if int(steps) < 1:
-        raise ValueError(f"steps must be at least 1; got {steps}")
-    if not (math.isfinite(float(guidance)) and float(guidance) >= 0):
-        raise ValueError(f"guidance must be a number >= 0 (1 or less turns classifier-free guidance off); got {guidance}")
-    if not (0.0 < float(strength) <= 1.0):
-        raise ValueError(f"strength must be in (0, 1] (1 = repaint from pure noise); got {strength}")
-    if int(int(steps) * float(strength)) < 1:
+def _check_settings(steps: int, guidance: float, strength: float, size: int, seed: int = 0) -> None:
+    """Raise ValueError naming the first setting outside its range (see :func:`inpaint_image`)."""
+    steps = count("steps", steps, low=1, high=MAX_STEPS)
+    number("guidance", guidance, low=0.0, high=MAX_GUIDANCE, meaning="(1 or less turns classifier-free guidance off)")
+    strength = number("strength", strength, low=0.0, high=1.0, low_open=True, meaning="(1 = repaint from pure noise)")
+    count("size", size, low=MIN_SIZE, high=MAX_SIZE, meaning="(the working long side in pixels)")
+    count("seed", seed, low=0, high=2**64 - 1)
+    if int(steps * strength) < 1:
         raise ValueError(
             f"steps x strength must be at least 1 (diffusers runs int(steps * strength) steps); "
             f"got steps={steps}, strength={strength}"
         )
-    if int(size) < MIN_SIZE:
-        raise ValueError(f"size (the working long side) must be at least {MIN_SIZE} pixels; got {size}")
 
 
-def _run_pipeline(pipe: Any, image: "Image.Image", mask: "Image.Image", prompt: str, **kwargs: Any) -> torch.Tensor:
+def _run_pipeline(
+    pipe: Any, image: "Image.Image", mask: "Image.Image", prompt: str, *, interrupt: InterruptCheck | None = None, **kwargs: Any
+) -> torch.Tensor:
     """One pipeline call; returns the generated ``[h, w, 3]`` float32 image in ``0..1`` (CPU).
+
+    ``interrupt`` is called after every denoising step (``callback_on_step_end``) and between the
+    layers of the UNet, the VAE and the text encoder; raising from it stops the run.
 
     Raises:
         UnsafeContentError: the safety checker flagged the image.
         ValueError: the output contains NaN/inf (typically an fp16 overflow).
     """
-    output = pipe(prompt=prompt, image=image, mask_image=mask, output_type="np", num_images_per_prompt=1, **kwargs)
+    if interrupt is not None:
+        def on_step_end(_pipe: Any, _step: int, _timestep: Any, callback_kwargs: dict) -> dict:
+            interrupt()
+            return callback_kwargs
+
+        kwargs["callback_on_step_end"] = on_step_end
+    modules = [getattr(pipe, name, None) for name in ("unet", "vae", "text_encoder")]
+    with interruptible(interrupt, *[m for m in modules if isinstance(m, torch.nn.Module)]):
+        output = pipe(prompt=prompt, image=image, mask_image=mask, output_type="np", num_images_per_prompt=1, **kwargs)
     flagged = getattr(output, "nsfw_content_detected", None)
     if flagged and any(bool(f) for f in flagged):
         raise UnsafeContentError(
@@ -245,6 +262,7 @@ def inpaint_image(
     seed: int = 0,
     size: int = DEFAULT_SIZE,
     keep_mask: torch.Tensor | None = None,
+    interrupt: InterruptCheck | None = None,
 ) -> torch.Tensor:
     """Inpaint one image at its own aspect ratio and restore everything that must not change.
 
@@ -271,14 +289,16 @@ def inpaint_image(
         mask: ``[H, W]`` float in ``0..1``, 1 = repaint (bool and uint8 accepted).
         prompt: what to paint.
         negative_prompt: what to avoid; None or empty for none.
-        steps: denoising steps, ``>= 1``.
-        guidance: classifier-free guidance scale, ``>= 0`` (``<= 1`` turns it off).
+        steps: denoising steps, ``1..10000``.
+        guidance: classifier-free guidance scale, ``0..100`` (``<= 1`` turns it off).
         strength: ``0 < strength <= 1``; 1 repaints from pure noise, less keeps more of the
             masked area's original content. ``int(steps * strength)`` must be at least 1.
-        seed: seed of the initial noise (any non-negative int).
-        size: working long side in pixels, ``>= 64``.
+        seed: seed of the initial noise, ``0..2**64 - 1``.
+        size: working long side in pixels, ``64..4096``.
         keep_mask: ``[H, W]`` float in ``0..1``, 1 = restore from ``image`` even inside ``mask``
             (the kept product in "keep" mode). None: only ``1 - mask`` is restored.
+        interrupt: called after every denoising step and between the model's layers; raise from
+            it to stop (nothing is returned or written).
 
     Returns:
         ``[H, W, 3]`` float32 RGB in ``0..1`` on the CPU.
@@ -287,7 +307,7 @@ def inpaint_image(
         ValueError: sizes that differ (both named), or a bad setting (named with its range).
         UnsafeContentError: the pipeline's safety checker flagged the image.
     """
-    _check_settings(steps, guidance, strength, size)
+    _check_settings(steps, guidance, strength, size, seed)
     image = to_rgb(image, name="image").float().cpu()
     mask = to_mask(mask, name="mask").float().cpu()
     height, width = int(image.shape[0]), int(image.shape[1])
@@ -321,6 +341,7 @@ def inpaint_image(
         guidance_scale=float(guidance),
         strength=float(strength),
         generator=torch.Generator(device="cpu").manual_seed(int(seed)),
+        interrupt=interrupt,
     )
     if tuple(generated.shape[:2]) != (work_h, work_w):
         raise ValueError(
@@ -596,8 +617,8 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
 
     The command's function is :func:`run_inpaint_command` (also set as ``func`` default).
     """
-    from .cli import _models_default
-    from .detector import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD
+    from .cli_support import add_logging_options, count_arg, fraction_arg, models_default, number_arg
+    from .detector import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD, MAX_DETECTIONS_LIMIT
     from .models import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 
     p = subparsers.add_parser(
@@ -607,6 +628,7 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
         "inpainting model at the image's aspect ratio, and paste the kept object back pixel-exact. Writes "
         "result.png, mask.png (white = repainted), overlay.png and detections.json into OUT.",
     )
+    add_logging_options(p, top_level=False)
     p.add_argument("image", metavar="IMAGE", type=Path, help="image file (PNG, JPEG, WebP, ...)")
     p.add_argument("--detect", required=True, help='what to find, e.g. "shoes" or "dress, handbag"')
     p.add_argument("--prompt", required=True, help='what to paint, e.g. "on a marble podium, studio light"')
@@ -625,18 +647,20 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
                    f"Hugging Face id (default {DEFAULT_INPAINT_MODEL})")
     g.add_argument("--inpaint-config", default=None,
                    help="for a single .safetensors file: a local diffusers folder (or hub id) with its configuration")
-    g.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
-    g.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"guidance scale (default {DEFAULT_GUIDANCE})")
-    g.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
+    g.add_argument("--steps", type=count_arg(1, MAX_STEPS), default=DEFAULT_STEPS,
+                   help=f"denoising steps, 1..{MAX_STEPS} (default {DEFAULT_STEPS})")
+    g.add_argument("--guidance", type=number_arg(low=0.0, high=MAX_GUIDANCE), default=DEFAULT_GUIDANCE,
+                   help=f"guidance scale, 0..{MAX_GUIDANCE:g} (default {DEFAULT_GUIDANCE})")
+    g.add_argument("--strength", type=number_arg(low=0.0, low_open=True, high=1.0), default=DEFAULT_STRENGTH,
                    help="0 < s <= 1; 1 repaints from noise, less keeps more of the old content (default 1.0)")
-    g.add_argument("--seed", type=int, default=None, help="noise seed (default: random, written to detections.json)")
-    g.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                   help=f"long side of the working size in pixels, aspect ratio kept (default {DEFAULT_SIZE})")
+    g.add_argument("--seed", type=count_arg(0, 2**64 - 1), default=None, help="noise seed (default: random, written to detections.json)")
+    g.add_argument("--size", type=count_arg(MIN_SIZE, MAX_SIZE), default=DEFAULT_SIZE,
+                   help=f"long side of the working size in pixels, {MIN_SIZE}..{MAX_SIZE}, aspect ratio kept (default {DEFAULT_SIZE})")
     g.add_argument("--no-safety-checker", action="store_true",
                    help="leave out the model's safety checker (it blacks out images it flags)")
 
     d = p.add_argument_group("detection and mask (as in the mask command)")
-    d.add_argument("--models", default=_models_default(), type=Path,
+    d.add_argument("--models", default=models_default(), type=Path,
                    help="models folder holding grounding-dino/, sams/, diffusers/ and checkpoints/")
     d.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"GroundingDINO model name or path (default {DEFAULT_DETECTOR})")
     d.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help=f"SAM model name or path (default {DEFAULT_SEGMENTER})")
@@ -646,59 +670,60 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     d.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="model precision (auto = fp32 on CPU, fp16 on CUDA)")
-    d.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD, help="minimum box score (default 0.30)")
-    d.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD, help="minimum word score for labels (default 0.25)")
-    d.add_argument("--max-detections", type=int, default=None, help="keep at most N boxes")
-    d.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU, help="drop same-label boxes overlapping more than this (default 0.5)")
+    d.add_argument("--box-threshold", type=fraction_arg, default=DEFAULT_BOX_THRESHOLD, help="minimum box score, 0..1 (default 0.30)")
+    d.add_argument("--text-threshold", type=fraction_arg, default=DEFAULT_TEXT_THRESHOLD,
+                   help="minimum word score for labels, 0..1 (default 0.25)")
+    d.add_argument("--max-detections", type=count_arg(0, MAX_DETECTIONS_LIMIT), default=None, help="keep at most N boxes")
+    d.add_argument("--nms-iou", type=number_arg(low=0.0), default=DEFAULT_NMS_IOU,
+                   help="drop same-label boxes overlapping more than this (default 0.5; 1 = off)")
     d.add_argument("--multimask", default="auto", choices=["auto", "best", "single"], help="SAM output choice (default auto)")
     d.add_argument("--select", default="", help='instances to use, by index: "0,2" or "1-3" (default all)')
-    d.add_argument("--top-k", type=int, default=None, help="use only the K highest-scoring instances")
+    d.add_argument("--top-k", type=count_arg(0), default=None, help="use only the K highest-scoring instances")
     d.add_argument("--labels", default="", help='use only instances with these labels, e.g. "shoes, bag"')
-    d.add_argument("--min-score", type=float, default=0.0, help="use only instances scoring at least this")
-    d.add_argument("--grow", type=int, default=0,
+    d.add_argument("--min-score", type=fraction_arg, default=0.0, help="use only instances scoring at least this (0..1)")
+    d.add_argument("--grow", type=count_arg(-(2**31), 2**31), default=0,
                    help="grow (N > 0) or shrink (N < 0) the objects by N pixels before the mask is made; with --keep a "
                    "positive grow keeps a margin of the original around the object")
     d.add_argument("--fill-holes", action="store_true", help="fill holes inside the objects")
-    d.add_argument("--min-area", type=int, default=0, help="drop object regions smaller than N pixels")
-    d.add_argument("--feather", type=float, default=0.0, help="blend the repainted edge over N pixels")
-    d.add_argument("--threshold", type=float, default=0.5, help="binarise the object masks at this value")
-    d.add_argument("--opacity", type=float, default=0.5, help="overlay fill opacity (default 0.5)")
+    d.add_argument("--min-area", type=count_arg(0), default=0, help="drop object regions smaller than N pixels")
+    d.add_argument("--feather", type=number_arg(low=0.0), default=0.0, help="blend the repainted edge over N pixels")
+    d.add_argument("--threshold", type=fraction_arg, default=0.5, help="binarise the object masks at this value (0..1)")
+    d.add_argument("--opacity", type=fraction_arg, default=0.5, help="overlay fill opacity, 0..1 (default 0.5)")
     return p
 
 
 def _validate(args: argparse.Namespace, cli_error: type[Exception]) -> None:
-    """Check option ranges before anything is loaded; raise ``cli_error`` naming the option."""
+    """Check what the option types cannot before anything is loaded; raise ``cli_error`` naming the option.
+
+    (Each numeric option's range is checked by its argparse type: a bad value exits with code 2.)
+    """
+    from .cli_support import check_output_folder
     from .prompts import normalize_prompt
 
     normalize_prompt(args.detect)  # EmptyPromptError for an empty --detect
     if not args.prompt.strip():
         raise cli_error('--prompt is empty; say what to paint, e.g. --prompt "on a marble podium, studio light"')
-    for name in ("box_threshold", "text_threshold", "threshold", "opacity", "min_score"):
-        value = getattr(args, name)
-        if not 0.0 <= value <= 1.0:
-            raise cli_error(f"--{name.replace('_', '-')} must be between 0 and 1; got {value}")
-    if args.seed is not None and args.seed < 0:
-        raise cli_error(f"--seed must be >= 0; got {args.seed}")
     try:
-        _check_settings(args.steps, args.guidance, args.strength, args.size)
+        _check_settings(args.steps, args.guidance, args.strength, args.size, args.seed or 0)
     except ValueError as exc:
         raise cli_error(f"bad inpainting option: {exc} (options --steps, --guidance, --strength, --size)") from None
     if not args.image.is_file():
         raise cli_error(f"image file not found: {args.image}")
+    check_output_folder(args.out)
 
 
-def _find_objects(args: argparse.Namespace, image: torch.Tensor, device: torch.device, dtype: torch.dtype):
+def _find_objects(args: argparse.Namespace, image: torch.Tensor, models: tuple[Any, Any]):
     """Detect and segment; returns ``(segments, selected indices)``."""
-    from .masks import parse_indices, select_indices
-    from .models import load_detector, load_segmenter
-    from .segment import segment
+    from .cli_support import selection_options
+    from .masks import select_indices
+    from .pipeline import grounded_segment
 
-    indices = parse_indices(args.select) if args.select.strip() else None
-    labels = [s.strip() for s in args.labels.replace(".", ",").split(",") if s.strip()] or None
-    detector = load_detector(args.detector, args.models, device=device, dtype=dtype, download=not args.no_download)
-    predictor = load_segmenter(args.segmenter, args.models, device=device, dtype=dtype, download=not args.no_download)
-    found = detector.detect([image], args.detect, args.box_threshold, args.text_threshold, args.max_detections, args.nms_iou)[0]
-    segments = segment(predictor, [image], [found], multimask=args.multimask)[0]
+    indices, labels = selection_options(args)
+    (detector, _), (predictor, _) = models
+    _, (segments,) = grounded_segment(
+        detector, predictor, [image], args.detect, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+        max_detections=args.max_detections, nms_iou=args.nms_iou, multimask=args.multimask,
+    )
     selected = select_indices(segments, indices=indices, top_k=args.top_k, labels=labels, min_score=args.min_score)
     return segments, selected
 
@@ -725,38 +750,40 @@ def _nothing_found_message(args: argparse.Namespace, n_found: int) -> str:
     return f"{found}, so there is nothing to {what}; {fix}. Nothing was written to {args.out}."
 
 
+#: The detection and mask options of ``inpaint`` recorded in ``detections.json``.
+_DETECT_SETTINGS = (
+    "detector", "segmenter", "models", "device", "precision", "box_threshold", "text_threshold", "max_detections",
+    "nms_iou", "multimask", "select", "top_k", "labels", "min_score", "grow", "fill_holes", "min_area", "feather",
+    "threshold", "opacity", "no_download",
+)
+
+
 def _record(args: argparse.Namespace, segments: Any, selected: list[int], pipe: Any, seed: int,
-            work: tuple[int, int], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """The detections.json content: detection settings, instances, and the inpainting settings."""
-    return {
-        "image": str(args.image),
-        "prompt": args.detect,
-        "settings": {
-            "detector": str(args.detector), "segmenter": str(args.segmenter),
-            "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
-            "max_detections": args.max_detections, "nms_iou": args.nms_iou, "multimask": args.multimask,
-            "invert": args.mode == "keep", "grow": args.grow, "feather": args.feather,
-            "fill_holes": args.fill_holes, "min_area": args.min_area, "threshold": args.threshold,
-        },
-        **segments.to_json(),
-        "selected": selected,
-        "inpaint": {
-            "mode": args.mode,
-            "model": str(args.inpaint_model),
-            "prompt": args.prompt,
-            "negative_prompt": args.negative_prompt,
-            "steps": args.steps,
-            "guidance": args.guidance,
-            "strength": args.strength,
-            "seed": seed,
-            "size": args.size,
-            "working_size": list(work),
-            "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
-            "safety_checker": getattr(pipe, "safety_checker", None) is not None,
-            "device": str(device),
-            "precision": str(dtype).replace("torch.", ""),
-        },
+            work: tuple[int, int], device: torch.device, dtype: torch.dtype, models: tuple[Any, Any]) -> dict[str, Any]:
+    """The detections.json content: every detection setting, the instances, and the inpainting settings."""
+    from .cli_support import detections_record
+
+    record = detections_record(args, args.image, args.detect, segments, selected, _DETECT_SETTINGS,
+                               (models[0][1], models[1][1]), device, dtype, overlay_shows="selected")
+    record["settings"]["invert"] = args.mode == "keep"
+    record["inpaint"] = {
+        "mode": args.mode,
+        "model": str(args.inpaint_model),
+        "config": args.inpaint_config,
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "strength": args.strength,
+        "seed": seed,
+        "size": args.size,
+        "working_size": list(work),
+        "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
+        "safety_checker": getattr(pipe, "safety_checker", None) is not None,
+        "device": str(device),
+        "precision": str(dtype).replace("torch.", ""),
     }
+    return record
 
 
 def _quiet_diffusers(verbose: bool, quiet: bool) -> None:
@@ -769,24 +796,34 @@ def _quiet_diffusers(verbose: bool, quiet: bool) -> None:
         diffusers_logging.disable_progress_bar()
 
 
+def _inpaint_model_problem(args: argparse.Namespace, models: Path | None) -> str | None:
+    """Why the inpainting model cannot be used, or ``None`` (checked before any model is loaded)."""
+    try:
+        kind, location = resolve_inpaint_model(args.inpaint_model, models)
+        if kind == "hub":
+            check_hub_model_available(location, local_files_only=args.no_download, models_dir=models)
+    except ModelNotFoundError as exc:
+        return str(exc)
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
-    from .cli import CliError, _pick_device, _pick_dtype
+    from .cli_support import CliError, load_models, pick_device, pick_dtype, prepare_output_folder, write_json
     from .images import load_image, save_image, save_mask
     from .overlay import draw_segments
 
     _validate(args, CliError)
     _import_diffusers()  # fail before the slow detection if diffusers is missing
     models = Path(args.models) if args.models is not None else None
-    kind, location = resolve_inpaint_model(args.inpaint_model, models)  # a missing model fails before detection
-    if kind == "hub":
-        check_hub_model_available(location, local_files_only=args.no_download, models_dir=models)
+    problem = _inpaint_model_problem(args, models)  # a missing model fails before detection, with the others
     verbose, quiet = bool(getattr(args, "verbose", False)), bool(getattr(args, "quiet", False))
     _quiet_diffusers(verbose, quiet)
-    device = _pick_device(args.device)
-    dtype = _pick_dtype(args.precision, device)
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.precision, device)
+    found = load_models(args, device, dtype, also=[problem] if problem else [])  # every missing model in one error
 
     image = load_image(args.image)
-    segments, selected = _find_objects(args, image, device, dtype)
+    segments, selected = _find_objects(args, image, found)
     if not selected:
         raise NothingDetectedError(_nothing_found_message(args, len(segments)))
     chosen = segments.take(selected)
@@ -811,12 +848,11 @@ def _run(args: argparse.Namespace) -> int:
         keep_mask=objects if args.mode == "keep" else None,
     )
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(args.out)
     save_image(result, args.out / "result.png")
     save_mask(repaint, args.out / "mask.png")
-    save_image(draw_segments(image, segments, opacity=args.opacity), args.out / "overlay.png")
-    record = _record(args, segments, selected, pipe, seed, work, device, dtype)
-    (args.out / "detections.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_image(draw_segments(image, chosen, opacity=args.opacity), args.out / "overlay.png")
+    write_json(args.out / "detections.json", _record(args, segments, selected, pipe, seed, work, device, dtype, found))
     log.info("%s: %d instance(s) %s, seed %d -> %s", args.image.name, len(selected),
              "kept" if args.mode == "keep" else "repainted", seed, args.out)
     return 0

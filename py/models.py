@@ -39,6 +39,7 @@ __all__ = [
     "clear_cache",
     "cache_info",
     "parse_dtype",
+    "model_display_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,14 +152,23 @@ def resolve_model(
     )
 
 
-def _cached(family: str, key: tuple[str, str, str], load: Callable[[], object]) -> object:
-    """The model cached under ``(family, path, device, dtype)``, loading it on a miss (LRU, :data:`CACHE_SIZE`)."""
+def _cached(family: str, key: tuple[str, str, str], load: Callable[[], object], use_cache: bool = True) -> object:
+    """The model cached under ``(family, path, device, dtype)``, loading it on a miss (LRU, :data:`CACHE_SIZE`).
+
+    ``use_cache=False`` loads a fresh model and keeps no reference to it (its owner decides when it
+    is freed: ComfyUI's memory manager, for the nodes).
+    """
+    if not use_cache:
+        model = load()
+        log.info("loaded %s", model_display_name(model))
+        return model
     key = (family, *key)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
     model = load()
+    log.info("loaded %s", model_display_name(model))
     with _cache_lock:
         _cache[key] = model
         _cache.move_to_end(key)
@@ -192,6 +202,7 @@ def load_detector(
     progress: Progress | None = None,
     tokenizer: str | Path | None = None,
     download_tokenizer: bool | None = None,
+    cache: bool = True,
 ):
     """Load (or reuse) a GroundingDINO detector. See :func:`resolve_model` for how ``name`` is found.
 
@@ -206,6 +217,8 @@ def load_detector(
             or any transformers GroundingDINO folder there (same BERT vocabulary).
         download_tokenizer: for original checkpoints without a local tokenizer: fetch it once into
             ``<checkpoint folder>/bert-base-uncased`` (logged). Defaults to ``download``.
+        cache: reuse a model this process loaded before and keep this one for later calls; ``False``
+            loads afresh and keeps no reference (ComfyUI's memory manager then owns the model).
 
     Returns:
         :class:`grounded_inpaint.detector.GroundingDinoDetector`.
@@ -223,8 +236,8 @@ def load_detector(
             path, tokenizer_folder=tokenizer, search=search,
             download_tokenizer=download if download_tokenizer is None else download_tokenizer,
             device=device, dtype=torch_dtype,
-        ))
-    return _cached("grounding-dino", key, lambda: GroundingDinoDetector.from_pretrained(path, device=device, dtype=torch_dtype))
+        ), cache)
+    return _cached("grounding-dino", key, lambda: GroundingDinoDetector.from_pretrained(path, device=device, dtype=torch_dtype), cache)
 
 
 def sam_backend(path: Path) -> Literal["meta", "transformers"]:
@@ -309,12 +322,14 @@ def load_segmenter(
     dtype: torch.dtype | str | None = None,
     download: bool = True,
     progress: Progress | None = None,
+    cache: bool = True,
 ):
     """Load (or reuse) a SAM, SAM-HQ or SAM 2.1 predictor from a file or a transformers folder.
 
     The family is read from the contents (:func:`sam_family`): Meta SAM ``.pth``/``.safetensors``,
     official SAM-HQ ``sam_hq_vit_*.pth`` and Meta's SAM 2.1 ``.pt``/``.safetensors`` files are
     converted in memory; transformers folders (``sam``, ``sam_hq``, ``sam2``) load directly.
+    ``cache``: as in :func:`load_detector`.
 
     Returns:
         :class:`grounded_inpaint.sam.predictor.SamPredictorBase`: ``MetaSamPredictor``,
@@ -340,7 +355,7 @@ def load_segmenter(
             return cls.from_pretrained(path, device=device, dtype=torch_dtype)
         return cls.from_checkpoint(path, device=device, dtype=torch_dtype)
 
-    return _cached("sam", key, load)
+    return _cached("sam", key, load, cache)
 
 
 #: The SAM 3 model the loader uses when none is named (a gated download: see the registry).
@@ -355,10 +370,11 @@ def load_sam3(
     dtype: torch.dtype | str | None = None,
     download: bool = True,
     progress: Progress | None = None,
+    cache: bool = True,
 ):
     """Load (or reuse) a SAM 3 text → instance-mask model from a transformers folder in ``models/sam3``.
 
-    See :func:`resolve_model` for how ``name`` is found.
+    See :func:`resolve_model` for how ``name`` is found; ``cache`` as in :func:`load_detector`.
 
     Returns:
         :class:`grounded_inpaint.sam3.Sam3Segmenter`.
@@ -380,4 +396,44 @@ def load_sam3(
             f"{Path(models_dir) / 'sam3' if models_dir else 'the sam3 models folder'}"
         )
     key = (str(path.resolve()), str(torch.device(device)), str(torch_dtype))
-    return _cached("sam3", key, lambda: Sam3Segmenter.from_pretrained(path, device=device, dtype=torch_dtype))
+    return _cached("sam3", key, lambda: Sam3Segmenter.from_pretrained(path, device=device, dtype=torch_dtype), cache)
+
+
+_SWIN_SIZES = {96: "Swin-T", 128: "Swin-B", 192: "Swin-L"}
+_SAM_SIZES = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H"}
+_HIERA_SIZES = {(96, (1, 2, 7, 2)): "Hiera-T", (96, (1, 2, 11, 2)): "Hiera-S", (112, (2, 3, 16, 3)): "Hiera-B+",
+                (144, (2, 6, 36, 4)): "Hiera-L"}
+
+
+def model_display_name(engine: object) -> str:
+    """What a loaded model is, in words users know: ``"GroundingDINO Swin-T"``, ``"SAM ViT-B"``,
+    ``"SAM-HQ ViT-H"``, ``"SAM 2.1 Hiera-T"``, ``"SAM 3"``; sizes that match no published model read
+    ``"(custom)"``, e.g. ``"SAM (custom ViT, width 16)"``.
+
+    Arguments:
+        engine: a detector, SAM predictor or SAM 3 segmenter of this package (its ``model`` is read).
+    """
+    model = getattr(engine, "model", engine)
+    config = getattr(model, "config", None)
+    kind = type(model).__name__
+    if kind in ("GroundingDinoForObjectDetection", "MMGroundingDinoForObjectDetection"):
+        family = "MM-GroundingDINO" if kind.startswith("MM") else "GroundingDINO"
+        width = int(getattr(config.backbone_config, "embed_dim", 0) or 0)
+        return f"{family} {_SWIN_SIZES.get(width, f'(custom Swin, width {width})')}"
+    if kind in ("SamModel", "SamHQModel"):
+        family = "SAM-HQ" if kind == "SamHQModel" else "SAM"
+        width = int(config.vision_config.hidden_size)
+        return f"{family} {_SAM_SIZES.get(width, f'(custom ViT, width {width})')}"
+    if kind == "Sam2Model":
+        vision = config.vision_config
+        trunk = getattr(vision, "backbone_config", vision)
+        width = int(getattr(trunk, "hidden_size", 0) or 0)
+        stages = tuple(int(b) for b in getattr(trunk, "blocks_per_stage", ()) or ())
+        return f"SAM 2.1 {_HIERA_SIZES.get((width, stages), f'(custom Hiera, width {width})')}"
+    if kind == "Sam3Model":
+        return "SAM 3"
+    image_encoder = getattr(model, "image_encoder", None)
+    if image_encoder is not None and hasattr(image_encoder, "patch_embed"):  # Meta's segment_anything Sam
+        width = int(image_encoder.patch_embed.proj.out_channels)
+        return f"SAM {_SAM_SIZES.get(width, f'(custom ViT, width {width})')}"
+    return kind

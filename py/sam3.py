@@ -43,8 +43,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .checks import count, fraction
 from .errors import CheckpointError
 from .images import to_rgb_list
+from .interrupt import InterruptCheck, checkpoint, interruptible
 from .prompts import EmptyPromptError, split_categories
 from .structures import Segments
 
@@ -308,6 +310,7 @@ class Sam3Segmenter:
         """``[N, m, m]`` probabilities → ``[N, H, W]`` bool at ``size``, :attr:`upsample_chunk` masks at a time."""
         out = torch.zeros((probs.shape[0], *size), dtype=torch.bool)
         for start in range(0, probs.shape[0], self.upsample_chunk):
+            checkpoint()
             part = probs[start:start + self.upsample_chunk]
             up = F.interpolate(part[None], size=size, mode="bilinear", align_corners=False)[0]
             out[start:start + part.shape[0]] = (up > mask_threshold).cpu()
@@ -390,7 +393,7 @@ class Sam3Segmenter:
         *,
         overlap_iou: float | None = None,
         progress: Callable[[int, int], None] | None = None,
-        interrupt: Callable[[], None] | None = None,
+        interrupt: InterruptCheck | None = None,
     ) -> list[Segments]:
         """Find every instance of the prompt's concepts in each image: ``B`` images in, ``B`` results out.
 
@@ -407,7 +410,8 @@ class Sam3Segmenter:
             overlap_iou: when set below 1, drop an instance whose mask overlaps a better-scoring
                 instance (of any concept) by more than this IoU (computed on the low-resolution masks).
             progress: ``progress(done, total)`` after each image.
-            interrupt: called before each image; raise from it to stop (ComfyUI's cancel button).
+            interrupt: called before each image and between the layers of every model pass (text,
+                vision, detector, mask decoder); raise from it to stop (ComfyUI's Cancel button).
 
         Returns:
             One :class:`Segments` per image (masks ``[N, H, W]`` bool at the image's resolution,
@@ -417,13 +421,13 @@ class Sam3Segmenter:
 
         Raises:
             EmptyPromptError: the prompt names no concept and no image has boxes.
-            ValueError: thresholds outside 0..1, or a number of box sets that differs from the images.
+            ValueError: thresholds or ``overlap_iou`` outside 0..1 or NaN, a negative or fractional
+                ``max_instances``, or a number of box sets that differs from the images.
         """
-        for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold)):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must be in 0..1; got {value}")
-        if max_instances is not None and int(max_instances) < 0:
-            raise ValueError(f"max_instances must be 0 (all) or positive; got {max_instances}")
+        threshold = fraction("threshold", threshold)
+        mask_threshold = fraction("mask_threshold", mask_threshold)
+        max_instances = count("max_instances", max_instances, allow_none=True, meaning="(None or 0 keeps all)")
+        overlap_iou = fraction("overlap_iou", overlap_iou, allow_none=True, meaning="(None or 1 keeps overlaps)")
         pictures = to_rgb_list(images)
         b = len(pictures)
         per_image_boxes: list[torch.Tensor | None] = list(boxes) if boxes is not None else [None] * b
@@ -437,12 +441,18 @@ class Sam3Segmenter:
                 "(separate several objects with '.' or ','), or give exemplar boxes"
             )
         texts = concepts or [VISUAL_LABEL]
+        with interruptible(interrupt, self.model):
+            return self._segment_all(pictures, texts, bool(concepts), per_image_boxes, has_boxes, threshold,
+                                     mask_threshold, max_instances, overlap_iou, progress)
+
+    def _segment_all(self, pictures, texts, with_concepts, per_image_boxes, has_boxes, threshold, mask_threshold,
+                     max_instances, overlap_iou, progress) -> list[Segments]:
+        b = len(pictures)
         encoded = self.encode_text(texts)
         results: list[Segments] = []
         for i, picture in enumerate(pictures):
-            if interrupt is not None:
-                interrupt()
-            if concepts or has_boxes[i]:
+            checkpoint()
+            if with_concepts or has_boxes[i]:
                 results.append(self.segment_image(
                     picture, texts, encoded, threshold=threshold, mask_threshold=mask_threshold,
                     max_instances=max_instances, boxes=per_image_boxes[i] if has_boxes[i] else None,

@@ -19,16 +19,20 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
-from .images import to_mask, to_rgb_list
+from .images import to_mask, to_rgb, to_rgb_list
+from .interrupt import InterruptCheck
 from .sam.predictor import SamPredictorBase
 from .structures import Detections, Segments
 
-__all__ = ["Point", "parse_points", "segment", "segment_image", "Multimask", "mask_bbox"]
+__all__ = ["Point", "parse_points", "segment", "segment_image", "Multimask", "mask_bbox", "MAX_POINTS"]
 
 log = logging.getLogger(__name__)
 
 #: ``"auto"``: single-mask output for prompts with a box, best-of-3 for points/mask-only prompts.
 Multimask = Literal["auto", "best", "single"]
+
+#: The most clicks one image may carry (SAM's decoder cost grows with them; real edits use a handful).
+MAX_POINTS = 256
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,23 @@ def parse_points(text: str | Sequence[Any] | None, *, positive: bool = True, nam
         if not (torch.isfinite(torch.tensor([x, y])).all()):
             raise ValueError(f"{name}: entry {i} has a non-finite coordinate ({item!r})")
         points.append(Point(x, y, positive))
+    if len(points) > MAX_POINTS:
+        raise ValueError(f"{name}: {len(points)} points were given; at most {MAX_POINTS} are accepted")
     return points
+
+
+def _check_points(points: Sequence[Point], height: int, width: int) -> None:
+    """Every point lies on the ``height x width`` image (pixel coordinates, edges included)."""
+    if len(points) > MAX_POINTS:
+        raise ValueError(f"{len(points)} points were given for one image; at most {MAX_POINTS} are accepted")
+    for i, p in enumerate(points):
+        if not isinstance(p, Point):
+            raise TypeError(f"point {i} is a {type(p).__name__}; use grounded_inpaint.segment.Point(x, y, positive)")
+        if not (0 <= p.x <= width and 0 <= p.y <= height):
+            raise ValueError(
+                f"point {i} (x={p.x:g}, y={p.y:g}) lies outside the {width}x{height} image; points are in pixels "
+                f"of the image, x in 0..{width} and y in 0..{height}"
+            )
 
 
 def mask_bbox(mask: torch.Tensor) -> torch.Tensor | None:
@@ -96,9 +116,18 @@ def segment_image(
     points: Sequence[Point] = (),
     mask_prompt: torch.Tensor | None = None,
     multimask: Multimask = "auto",
+    interrupt: InterruptCheck | None = None,
 ) -> Segments:
-    """Segment one ``[H, W, 3]`` image; see the module docstring for how prompts are formed."""
+    """Segment one ``[H, W, 3]`` image; see the module docstring for how prompts are formed.
+
+    Arguments:
+        interrupt: called between the layers of SAM's encoder and decoder; raise from it to stop.
+    """
+    if multimask not in ("auto", "best", "single"):
+        raise ValueError(f"multimask must be 'auto', 'best' or 'single'; got {multimask!r}")
+    image = to_rgb(image)
     h, w = int(image.shape[0]), int(image.shape[1])
+    _check_points(points, h, w)
     if detections is not None and tuple(detections.image_size) != (h, w):
         raise ValueError(
             f"the detections were made on a {detections.image_size[1]}x{detections.image_size[0]} image but the "
@@ -141,7 +170,26 @@ def segment_image(
     if not labels:
         return Segments.empty((h, w))
 
-    predictor.set_image(image)
+    predictor.set_image(image, interrupt=interrupt)
+    try:
+        return _decode_prompts(predictor, (h, w), prompt_boxes, prompt_points, prompt_masks, labels, scores, multimask, interrupt)
+    finally:
+        predictor.reset_image()
+
+
+def _decode_prompts(
+    predictor: SamPredictorBase,
+    size: tuple[int, int],
+    prompt_boxes: list[torch.Tensor | None],
+    prompt_points: list[list[Point]],
+    prompt_masks: list[torch.Tensor | None],
+    labels: list[str],
+    scores: list[float],
+    multimask: Multimask,
+    interrupt: InterruptCheck | None,
+) -> Segments:
+    """Decode every prompt on the image set in ``predictor`` → one instance each, in prompt order."""
+    h, w = size
     n = len(labels)
     has_box = [b is not None for b in prompt_boxes]
     n_points = max((len(p) for p in prompt_points), default=0)
@@ -171,7 +219,7 @@ def segment_image(
                 kwargs["point_coords"], kwargs["point_labels"] = coords, lab
         if with_mask:
             kwargs["mask_input"] = torch.stack([predictor.mask_to_logits(prompt_masks[i]) for i in idx])
-        pred = predictor.predict(**kwargs)
+        pred = predictor.predict(**kwargs, interrupt=interrupt)
         for row, i in enumerate(idx):
             masks[i] = pred.masks[row, 0].cpu()
             quality[i] = pred.iou[row, 0].cpu()
@@ -180,7 +228,6 @@ def segment_image(
             else:
                 found = mask_bbox(masks[i])
                 out_boxes[i] = found if found is not None else torch.zeros(4)
-    predictor.reset_image()
     return Segments(masks, out_boxes, torch.tensor(scores), quality, labels, (h, w))
 
 
@@ -207,7 +254,8 @@ def segment(
         multimask: ``"auto"`` (single mask for box prompts, best of 3 otherwise), ``"best"`` or
             ``"single"``.
         progress: ``progress(done, total)`` after each image.
-        interrupt: called between images; raise from it to stop (ComfyUI's cancel button).
+        interrupt: called between images and between the layers of SAM's passes; raise from it to
+            stop (ComfyUI's Cancel button).
 
     Raises:
         ValueError: when the numbers of images, detections or masks differ (the message names both).
@@ -240,7 +288,8 @@ def segment(
         if interrupt is not None:
             interrupt()
         results.append(
-            segment_image(predictor, picture, dets[i], points=per_image_points[i], mask_prompt=masks[i], multimask=multimask)
+            segment_image(predictor, picture, dets[i], points=per_image_points[i], mask_prompt=masks[i],
+                          multimask=multimask, interrupt=interrupt)
         )
         if progress is not None:
             progress(i + 1, b)

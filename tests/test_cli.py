@@ -106,7 +106,7 @@ def test_bad_inputs_exit_cleanly(images, models_dir, tmp_path):
     proc = _run("mask", str(images[0]), "--prompt", " . , ", "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "names no object" in proc.stderr and "Traceback" not in proc.stderr
     proc = _run("mask", str(images[0]), "--prompt", "shoes", "--out", str(tmp_path / "o"), "--box-threshold", "3")
-    assert proc.returncode == 2 and "between 0 and 1" in proc.stderr
+    assert proc.returncode == 2 and "argument --box-threshold: must be a number in 0..1; got 3.0" in proc.stderr
     proc = _run("mask", str(images[0]), "--prompt", "shoes", "--out", str(tmp_path / "o"), "--select", "a-b")
     assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr
     proc = _run("mask", str(images[0]), "--out", str(tmp_path / "o"))

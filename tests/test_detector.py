@@ -12,9 +12,10 @@ PROMPT = "red shoes, cat"
 
 def _raw_outputs(detector, image, prompt=PROMPT):
     tokens = detector.tokenize(prompt)
-    pixel_values = detector.preprocess([image])
+    pixel_values, pixel_mask = detector.preprocess([image])
+    assert bool(pixel_mask.all())  # an ordinary image is not padded
     with torch.inference_mode():
-        outputs = detector.model(pixel_values=pixel_values, pixel_mask=torch.ones(1, *pixel_values.shape[-2:], dtype=torch.long), **tokens)
+        outputs = detector.model(pixel_values=pixel_values, pixel_mask=pixel_mask, **tokens)
     return tokens, outputs
 
 
@@ -52,7 +53,7 @@ def test_postprocess_equals_transformers(detector, size):
 
 def test_preprocessing_matches_the_processor(detector):
     image = torch.rand(48, 80, 3, generator=torch.Generator().manual_seed(0))
-    ours = detector.preprocess([image])
+    ours, _ = detector.preprocess([image])
     ref = detector.processor.image_processor(images=[(image * 255).round().to(torch.uint8).permute(2, 0, 1)], return_tensors="pt")["pixel_values"]
     assert ours.shape == ref.shape
     assert (ours - ref).abs().mean() < 0.05
@@ -131,7 +132,7 @@ def test_empty_prompt(detector, prompt):
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_threshold_range(detector, bad):
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    with pytest.raises(ValueError, match=r"box_threshold must be a number in 0\.\.1; got"):
         detector.detect(torch.rand(8, 8, 3), "cat", box_threshold=bad)
 
 

@@ -145,7 +145,7 @@ def test_default_preprocessing_without_a_processor_config(tmp_path, tokenizer_di
     path = extra.write_tiny_original_grounding_dino(tmp_path / "m.pth")
     detector = gdino_convert.load_original_grounding_dino(path, tokenizer_folder=tokenizer_dir)
     assert (detector.shortest_edge, detector.longest_edge) == (800, 1333)  # GroundingDINO's own resize rule
-    assert detector.preprocess([torch.rand(24, 32, 3)]).shape == (1, 3, 800, 1066)
+    assert detector.preprocess([torch.rand(24, 32, 3)])[0].shape == (1, 3, 800, 1066)
 
 
 # ----------------------------------------------------------------------------- errors

@@ -115,7 +115,7 @@ def test_working_size_rounds_odd_sizes_and_other_multiples():
     assert working_size(60, 100, long_side=64) == (40, 64)
     assert working_size(60, 100, long_side=500) == (304, 504)  # 500 is not a multiple of 8: rounded up
     assert working_size(300, 1000, long_side=512, multiple=64) == (128, 512)
-    with pytest.raises(ValueError, match="at least 1x1"):
+    with pytest.raises(ValueError, match="height must be an integer >= 1; got 0"):
         working_size(0, 10)
     with pytest.raises(ValueError, match="long_side"):
         working_size(10, 10, long_side=4, multiple=8)
@@ -325,14 +325,19 @@ def test_missing_diffusers_package_says_pip_install(monkeypatch, image_path, mod
     assert not (tmp_path / "o").exists()
 
 
-def test_options_are_checked_before_anything_loads(image_path, models_dir, sd_folder, tmp_path):
+def test_options_are_checked_before_anything_loads(image_path, models_dir, sd_folder, tmp_path, capsys):
     defaults = _parse([str(image_path), "--detect", "x", "--prompt", "y", "--out", str(tmp_path)])
     assert (defaults.mode, defaults.steps, defaults.guidance, defaults.strength, defaults.size, defaults.seed) == (
         "keep", 30, 7.5, 1.0, 512, None)
-    with pytest.raises(CliError, match="--steps"):
-        _run(*_argv(image_path, tmp_path / "o", models_dir, sd_folder, "--steps", "0"))
-    with pytest.raises(CliError, match="--size"):
-        _run(*_argv(image_path, tmp_path / "o", models_dir, sd_folder, "--size", "16"))
+    for option, value, message in (("--steps", "0", "1..10000"), ("--size", "16", "64..4096"),
+                                   ("--strength", "nan", "> 0 and <= 1"), ("--guidance", "inf", "0..100")):
+        with pytest.raises(SystemExit) as stop:  # argparse: exit code 2, the option and its range named
+            _parse([str(image_path), "--detect", "x", "--prompt", "y", "--out", str(tmp_path), option, value])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {option}: must be" in err and message in err
+    with pytest.raises(CliError, match="steps x strength"):
+        _run(*_argv(image_path, tmp_path / "o", models_dir, sd_folder, "--steps", "2", "--strength", "0.2"))
     with pytest.raises(SystemExit):
         _parse([str(image_path), "--detect", "x", "--prompt", "y", "--out", str(tmp_path), "--keep", "--replace"])
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..cache import FeatureCache, default_cache, image_key, new_owner_token, to_cpu_copy, to_device
 from ..images import to_rgb
+from ..interrupt import InterruptCheck, checkpoint, interruptible
 
 __all__ = [
     "SamPrediction",
@@ -205,6 +206,7 @@ class SamPredictorBase:
         flat = low_res.reshape(n * k, 1, *low_res.shape[-2:]).float()
         out_flat = out.view(n * k, h, w)
         for start in range(0, n * k, self.upsample_chunk):
+            checkpoint()
             part = flat[start : start + self.upsample_chunk]
             part = F.interpolate(part, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
             part = part[..., :nh, :nw]
@@ -215,30 +217,37 @@ class SamPredictorBase:
     # ---------------------------------------------------------------- workflow
 
     @torch.inference_mode()
-    def set_image(self, image: Any) -> None:
+    def set_image(self, image: Any, *, interrupt: InterruptCheck | None = None) -> None:
         """Encode ``image`` (anything :func:`grounded_inpaint.images.to_rgb` accepts) once.
 
         The features are cached by image content in :attr:`feature_cache` (CPU memory, bounded by
         its byte budget): setting the same pixels again, e.g. with a new prompt, skips the encoder
         and gives exactly the same features. Subclasses' ``_encode`` may return a tensor or a
         tuple / list / dict of tensors.
+
+        Arguments:
+            interrupt: called between the encoder's layers (see :mod:`grounded_inpaint.interrupt`);
+                raise from it to stop. A stopped call leaves the predictor without an image (as
+                after :meth:`reset_image`) and caches nothing.
         """
         picture = to_rgb(image)
         h, w = int(picture.shape[0]), int(picture.shape[1])
-        self.original_size = (h, w)
-        self.input_size = preprocess_shape(h, w, self.image_size)
-        cache = self.feature_cache
-        if cache is None or not cache.enabled:
-            self.features = self._encode(self.preprocess(picture))
-            return
-        # Same pixels, same model, same device and dtype → same features: skip the encoder.
-        key = (self._cache_owner, "sam-features", image_key(picture), self.image_size, str(self.device), str(self.dtype))
-        hit = cache.get(key, copy=False)
-        if hit is not None:
-            self.features = to_device(hit, self.device)
-            return
-        self.features = self._encode(self.preprocess(picture))
-        cache.put(key, to_cpu_copy(self.features), copy=False)
+        self.reset_image()
+        cache = self.feature_cache if self.feature_cache is not None and self.feature_cache.enabled else None
+        key = None
+        features = None
+        if cache is not None:  # same pixels, same model, same device and dtype → same features
+            key = (self._cache_owner, "sam-features", image_key(picture), self.image_size, str(self.device), str(self.dtype))
+            hit = cache.get(key, copy=False)
+            if hit is not None:
+                features = to_device(hit, self.device)
+        if features is None:
+            pixels = self.preprocess(picture)
+            with interruptible(interrupt, self.model):
+                features = self._encode(pixels)
+            if cache is not None:
+                cache.put(key, to_cpu_copy(features), copy=False)
+        self.set_features(features, (h, w))
 
     def clear_feature_cache(self) -> int:
         """Forget this model's cached image features (e.g. after changing its weights); returns how many."""
@@ -258,6 +267,8 @@ class SamPredictorBase:
         point_labels: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask: MultimaskMode = "single",
+        *,
+        interrupt: InterruptCheck | None = None,
     ) -> SamPrediction:
         """Masks for ``N`` prompts on the current image, decoded in one batched call.
 
@@ -269,6 +280,7 @@ class SamPredictorBase:
                 prediction's ``low_res_logits`` or :meth:`mask_to_logits` of a drawn mask.
             multimask: ``"single"``: SAM's single-mask output; ``"best"``: of the 3 multimask outputs, the
                 one with the highest predicted IoU; ``"all"``: the 3 multimask outputs.
+            interrupt: called between decoder layers and chunks; raise from it to stop.
 
         Returns:
             :class:`SamPrediction` with ``K = 3`` for ``"all"`` and ``K = 1`` otherwise.
@@ -298,6 +310,10 @@ class SamPredictorBase:
         t_points = self.transform_coords(point_coords.to(dev)) if point_coords is not None else None
         t_labels = point_labels.to(dev).long() if point_labels is not None else None
         t_masks = mask_input.to(dev, torch.float32) if mask_input is not None else None
+        with interruptible(interrupt, self.model):
+            return self._predict(n, t_boxes, t_points, t_labels, t_masks, multimask)
+
+    def _predict(self, n, t_boxes, t_points, t_labels, t_masks, multimask: MultimaskMode) -> SamPrediction:
         multimask_output = multimask != "single"
         logits_parts, iou_parts = [], []
         for s in range(0, n, self.decode_chunk):
@@ -372,6 +388,7 @@ def _meta_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # [B, heads, H, W, W]
     out = torch.empty_like(q)
     for r0 in range(0, h, rows_per_chunk):
+        checkpoint()
         r1 = min(h, r0 + rows_per_chunk)
         rows = slice(r0 * w, r1 * w)
         mask = None
