@@ -12,49 +12,23 @@ the venv made by ``../shared/tools/comfy_up.sh --setup-only``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from grounded_inpaint.testing.comfy_server import COMFYUI_DIR, COMFYUI_PYTHON, ROOT, ComfyServer, get
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 TINY_CKPT = "tiny-sd15-inpainting-random.safetensors"
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the integration test"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 10.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
-def _post(url: str, payload: dict, timeout: float = 30.0):
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        raise AssertionError(f"POST {url} -> {exc.code}: {exc.read().decode(errors='replace')}") from None
+_get = get
 
 
 @pytest.fixture(scope="module")
@@ -64,62 +38,21 @@ def comfy_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("comfy")
     models = work / "models"
     paths = write_models_folder(models)
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     subprocess.run(
-        [python, str(ROOT / "tools" / "write_tiny_sd15_inpaint.py"), str(models / "checkpoints" / TINY_CKPT)],
-        check=True, env={**os.environ, "COMFYUI_DIR": str(COMFYUI_DIR)}, capture_output=True, timeout=300,
+        [COMFYUI_PYTHON, str(ROOT / "tools" / "write_tiny_sd15_inpaint.py"), str(models / "checkpoints" / TINY_CKPT)],
+        check=True, env={**__import__("os").environ, "COMFYUI_DIR": str(COMFYUI_DIR)}, capture_output=True, timeout=300,
     )
-    nodes_dir = work / "custom_nodes"
-    nodes_dir.mkdir()
-    (nodes_dir / "grounded-inpaint").symlink_to(ROOT, target_is_directory=True)
-    config = work / "extra_model_paths.yaml"
-    config.write_text(
-        "grounded_inpaint_test:\n"
-        f"  base_path: {models}\n"
-        "  grounding-dino: grounding-dino\n"
-        "  sams: sams\n"
-        "  sam2: sam2\n"
-        "  sam3: sam3\n"
-        "  checkpoints: checkpoints\n"
-        f"  custom_nodes: {nodes_dir}\n"
-    )
-    for sub in ("input", "output", "temp"):
-        (work / sub).mkdir()
+    server = ComfyServer(work, models)
     shutil.copy(ROOT / "assets" / "coffee.png", work / "input" / "coffee.png")
     for picture in (ROOT / "example_workflows" / "inputs").glob("*.png"):
         shutil.copy(picture, work / "input" / f"example_{picture.name}")
-    port = _free_port()
-    log = open(work / "comfy.log", "w")
-    proc = subprocess.Popen(
-        [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--extra-model-paths-config", str(config), "--input-directory", str(work / "input"),
-         "--output-directory", str(work / "output"), "--temp-directory", str(work / "temp")],
-        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{(work / 'comfy.log').read_text()[-4000:]}")
-        try:
-            _get(f"{base}/object_info/GroundedInpaintDetect", timeout=2)
-            break
-        except (urllib.error.URLError, OSError, ValueError):
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("ComfyUI did not answer within 180 s:\n" + (work / "comfy.log").read_text()[-4000:])
-    yield base, work, paths
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    server.wait_ready()
+    yield server.base, work, paths, server
+    server.stop()
 
 
 def test_pack_imports_and_every_node_is_listed(comfy_server):
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     text = (work / "comfy.log").read_text()
     assert "IMPORT FAILED" not in text and "grounded-inpaint" in text
     info = _get(f"{base}/object_info")
@@ -134,22 +67,6 @@ def test_pack_imports_and_every_node_is_listed(comfy_server):
     assert "grounding-dino-tiny-random" in info["GroundedInpaintLoadGroundingDino"]["input"]["required"]["model_name"][0]
 
 
-def _run(base: str, workflow: dict, timeout: float = 300) -> dict:
-    """Queue ``workflow``, wait for it, and return its /history entry (fails on an error)."""
-    prompt_id = _post(f"{base}/prompt", {"prompt": workflow, "client_id": "grounded-inpaint-test"})["prompt_id"]
-    deadline = time.time() + timeout
-    entry = None
-    while time.time() < deadline:
-        history = _get(f"{base}/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id].get("status", {}).get("status_str") in ("success", "error"):
-            entry = history[prompt_id]
-            break
-        time.sleep(0.5)
-    assert entry is not None, f"the workflow did not finish within {timeout} s"
-    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
-    return entry
-
-
 def _saved(work: Path, entry: dict, node_id: str) -> np.ndarray:
     images = entry["outputs"][node_id]["images"]
     assert len(images) == 1
@@ -157,10 +74,10 @@ def _saved(work: Path, entry: dict, node_id: str) -> np.ndarray:
 
 
 def test_detect_segment_mask_workflow_over_the_api(comfy_server):
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     workflow = json.loads((ROOT / "tests" / "data" / "detect_segment_mask_api.json").read_text())
     workflow["7"]["inputs"]["filename_prefix"] = f"gi_{uuid.uuid4().hex[:6]}"
-    entry = _run(base, workflow)
+    entry = server.run(workflow)
     images = entry["outputs"]["7"]["images"]
     assert len(images) == 1
     saved = work / "output" / images[0]["subfolder"] / images[0]["filename"]
@@ -205,11 +122,11 @@ def _find(workflow: dict, kind: str, title: str | None = None) -> str:
 
 
 def test_background_generation_keeps_the_product(comfy_server):
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     wf = _example("background_generation")
     _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
     _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments", "Keep mask (the cup)"), 0], mask=True)
-    entry = _run(base, wf)
+    entry = server.run(wf)
     result, original, keep = _saved(work, entry, _find(wf, "SaveImage", None)), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
     assert result.shape == original.shape == (264, 400, 3)
     assert (keep == 255).any()
@@ -217,23 +134,23 @@ def test_background_generation_keeps_the_product(comfy_server):
 
 
 def test_product_placement_only_repaints_the_edge_band(comfy_server):
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     wf = _example("product_placement")
     composite = _find(wf, "GroundedInpaintComposite")
     _add_save(wf, "900", [composite, 0])
     _add_save(wf, "901", [_find(wf, "InvertMask"), 0], mask=True)
-    entry = _run(base, wf)
+    entry = server.run(wf)
     result, pasted, outside = _saved(work, entry, _find(wf, "SaveImage")), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
     assert result.shape == pasted.shape == (384, 512, 3)  # the backdrop's size
     assert np.array_equal(result[outside == 255], pasted[outside == 255])
 
 
 def test_object_replacement_changes_only_the_mask(comfy_server):
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     wf = _example("object_replacement")
     _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
     _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments"), 0], mask=True)
-    entry = _run(base, wf)
+    entry = server.run(wf)
     result, original, mask = _saved(work, entry, _find(wf, "SaveImage")), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
     assert result.shape == original.shape == (264, 400, 3)
     # The saved mask is 8-bit: the feather's tail (values below 1/255, up to the feather radius of
@@ -249,9 +166,9 @@ def test_object_replacement_changes_only_the_mask(comfy_server):
 
 
 def test_mask_only_saves_mask_overlay_and_cutout(comfy_server):
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     wf = _example("mask_only")
-    entry = _run(base, wf)
+    entry = server.run(wf)
     saves = sorted(k for k, v in wf.items() if v["class_type"] == "SaveImage")
     outputs = {wf[k]["inputs"]["filename_prefix"].split("/")[-1].split("_")[0]: _saved(work, entry, k) for k in saves}
     assert outputs["mask"].shape == (264, 400, 3) and set(np.unique(outputs["mask"]).tolist()) <= {0, 255}
@@ -262,7 +179,7 @@ def test_mask_only_saves_mask_overlay_and_cutout(comfy_server):
 def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):
     from grounded_inpaint.client import main as client_main
 
-    base, work, _ = comfy_server
+    base, work, _, server = comfy_server
     out = tmp_path / "client_out"
     rc = client_main([
         "-q", "run", str(ROOT / "example_workflows" / "api" / "mask_only_api.json"), "--server", base.replace("http://", ""),
@@ -277,7 +194,7 @@ def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):
 
 def test_every_model_family_runs_through_the_nodes(comfy_server):
     """Each detector layout, each SAM layout (SAM, SAM-HQ, SAM 2.1) and SAM 3 in one queued graph."""
-    base, work, paths = comfy_server
+    base, work, paths, server = comfy_server
     detectors = {k: paths[k].name for k in ("grounding_dino", "mm_grounding_dino", "grounding_dino_original")}
     sams = {k: paths[k].name for k in ("sam_meta", "sam_hf", "sam_hq_meta", "sam_hq_hf", "sam2_file", "sam2_hf")}
     info = _get(f"{base}/object_info")
@@ -300,7 +217,7 @@ def test_every_model_family_runs_through_the_nodes(comfy_server):
         _add_save(wf, f"seg_{role}", [f"g{i}", 1], mask=True)
     if with_sam3:
         _add_sam3_branch(wf, paths["sam3"].name)
-    entry = _run(base, wf, timeout=600)
+    entry = server.run(wf, timeout=600)
     source = Image.open(ROOT / "example_workflows" / "inputs" / "coffee.png")
     for node_id in [k for k, v in wf.items() if v["class_type"] == "SaveImage"]:
         picture = _saved(work, entry, node_id)

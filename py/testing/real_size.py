@@ -12,6 +12,11 @@ loaders users run:
 * :func:`write_real_size_hf_sam`: the same weights as a transformers ``SamModel`` folder.
 
 Works with transformers 4 and 5 (the tokenizer goes through :func:`.tiny_gdino.write_bert_tokenizer`).
+
+For memory checks (weights that really occupy memory, but passes that take a second) the same
+models can be written with a small input size: :func:`write_real_size_models` with
+``small_input=True`` gives GroundingDINO Swin-T resizing to 64 px and a SAM with ViT-B's weights at
+a 64 px input (same parameter count but for the positional embeddings).
 """
 
 from __future__ import annotations
@@ -41,8 +46,11 @@ REAL_SIZE_NAMES = {
 }
 
 
-def write_real_size_grounding_dino(folder: str | Path, seed: int = 0) -> Path:
-    """GroundingDINO Swin-T with random weights as a transformers folder (skipped if already written)."""
+def write_real_size_grounding_dino(folder: str | Path, seed: int = 0, *, input_size: int | None = None) -> Path:
+    """GroundingDINO Swin-T with random weights as a transformers folder (skipped if already written).
+
+    ``input_size``: the image processor resizes to this side (default: 800 / 1333 as published).
+    """
     from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor
 
     folder = Path(folder)
@@ -55,28 +63,35 @@ def write_real_size_grounding_dino(folder: str | Path, seed: int = 0) -> Path:
         model = GroundingDinoForObjectDetection(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
-    GroundingDinoImageProcessor().save_pretrained(str(folder))
+    sizes = {} if input_size is None else {"size": {"shortest_edge": input_size, "longest_edge": input_size}}
+    GroundingDinoImageProcessor(**sizes).save_pretrained(str(folder))
     vocab = tiny_vocab()
     vocab += [f"[unused{i}]" for i in range(1000, 1000 + config.text_config.vocab_size - len(vocab))]
     write_bert_tokenizer(folder, max_length=512, vocab=vocab)
     return folder
 
 
-def write_real_size_meta_sam(path: str | Path, seed: int = 0) -> Path:
+def write_real_size_meta_sam(path: str | Path, seed: int = 0, *, input_size: int | None = None) -> Path:
     """SAM ViT-B with random weights as Meta's ``.pth`` state dict (skipped if already written).
 
     Meta's initialisation leaves the positional tensors at zero; they get small random values too,
-    so attention does real work.
+    so attention does real work. ``input_size`` (a multiple of 32): build the encoder for this
+    input side instead of 1024 (ViT-B's widths and depth, 2x2 attention windows).
     """
-    from segment_anything import build_sam_vit_b
+    from dataclasses import replace
+
+    from ..sam.meta_arch import META_SAM_ARCHS, build_meta_sam
 
     path = Path(path)
     if path.is_file():
         return path
     log.info("building SAM ViT-B (random weights) in %s ...", path)
+    arch = META_SAM_ARCHS["vit_b"]
+    if input_size is not None:
+        arch = replace(arch, img_size=int(input_size), window_size=2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        sam = build_sam_vit_b(checkpoint=None)
+        sam = build_meta_sam(arch)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in sam.named_parameters():
@@ -103,12 +118,16 @@ def write_real_size_hf_sam(folder: str | Path, meta_path: str | Path) -> Path:
     return folder
 
 
-def write_real_size_models(models_dir: str | Path, *, hf_sam: bool = True) -> dict[str, Path]:
-    """Write (once) every real-size model into ``models_dir``; returns ``{role: path}`` (see :data:`REAL_SIZE_NAMES`)."""
+def write_real_size_models(models_dir: str | Path, *, hf_sam: bool = True, small_input: bool = False) -> dict[str, Path]:
+    """Write (once) every real-size model into ``models_dir``; returns ``{role: path}`` (see :data:`REAL_SIZE_NAMES`).
+
+    ``small_input``: the models take 64 px inputs (real weights, quick passes; see the module doc).
+    """
     root = Path(models_dir)
+    size = 64 if small_input else None
     paths = {
-        "dino": write_real_size_grounding_dino(root / REAL_SIZE_NAMES["dino"]),
-        "sam_meta": write_real_size_meta_sam(root / REAL_SIZE_NAMES["sam_meta"]),
+        "dino": write_real_size_grounding_dino(root / REAL_SIZE_NAMES["dino"], input_size=size),
+        "sam_meta": write_real_size_meta_sam(root / REAL_SIZE_NAMES["sam_meta"], input_size=size),
     }
     if hf_sam:
         paths["sam_hf"] = write_real_size_hf_sam(root / REAL_SIZE_NAMES["sam_hf"], paths["sam_meta"])
