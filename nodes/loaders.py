@@ -36,7 +36,7 @@ def _load(
     where = "cpu" if pinned_cpu or runtime.offload_device().type == "cpu" else runtime.offload_device()
     # cache=False: ComfyUI's memory manager (through the loader node's output) owns the model's lifetime
     engine = loader(path, device=where, dtype=dtype, download=False, cache=False)
-    return runtime.manage(family, name, engine, engine.model, pinned_cpu=pinned_cpu)
+    return runtime.manage(family, runtime.choice_name(name), engine, engine.model, pinned_cpu=pinned_cpu)
 
 
 class LoadGroundingDino:
@@ -68,6 +68,10 @@ class LoadGroundingDino:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return runtime.validate_choice("grounding-dino", model_name)
+
     def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
         # an original .pth has no tokenizer: like a missing known model, it is fetched (once, logged)
         loader = functools.partial(load_detector, download_tokenizer=True)
@@ -98,6 +102,10 @@ class LoadSam:
                 "precision": _PRECISION,
             }
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return runtime.validate_choice("sam", model_name)
 
     def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
         return (_load("sam", model_name, device, precision, load_segmenter, auto_half=True),)

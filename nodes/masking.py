@@ -34,8 +34,10 @@ class MaskFromSegments:
                                     "keeps a margin around the kept object.", default=0, min=-512, max=512, step=1)),
                 "feather": ("FLOAT", tip("Soften the mask edge over about this many pixels (0 = hard edge).", default=0.0,
                                          min=0.0, max=256.0, step=0.5)),
-                "fill_holes": ("BOOLEAN", tip("Fill holes inside the objects.", default=False)),
-                "min_area": ("INT", tip("Drop object regions smaller than this many pixels.", default=0, min=0, max=1 << 24)),
+                "fill_holes": ("BOOLEAN", tip("Fill holes inside the objects (SAM leaves specks of background inside "
+                                              "many objects).", default=True)),
+                "min_area": ("INT", tip("Drop object regions smaller than this many pixels (SAM's stray specks); 0 keeps "
+                                        "every region.", default=64, min=0, max=1 << 24)),
             },
             "optional": {
                 "select": ("STRING", tip('Which objects, by index in each image: "0", "0, 2", "1-3", "-1" (last). Empty = all. '

@@ -281,30 +281,62 @@ def model_folders(family: Family) -> list[Path]:
     return paths
 
 
-def model_choices(family: Family) -> list[str]:
-    """Dropdown entries: models present in any folder, then known downloadable ones not present."""
+#: How a dropdown entry of a model that is not on disk yet ends: ``"sam-vit-base  (download 375 MB)"``.
+DOWNLOAD_MARK = "  (download "
+
+
+def download_label(name: str, size_text: str) -> str:
+    """The dropdown entry of a known model that is not on disk: its name, then ``(download SIZE)``."""
+    return f"{name}{DOWNLOAD_MARK}{size_text})"
+
+
+def choice_name(entry: str) -> str:
+    """The model name of a dropdown entry (``download_label``'s suffix removed); plain names stay."""
+    return entry.split(DOWNLOAD_MARK, 1)[0] if entry.endswith(")") and DOWNLOAD_MARK in entry else entry
+
+
+def _present(family: Family) -> list[str]:
     present: list[str] = []
     for folder in model_folders(family):
         for name in list_models_in(folder, family):
             if name not in present:
                 present.append(name)
-    return present + [m.name for m in known_models(family) if m.name not in present]
+    return present
+
+
+def model_choices(family: Family) -> list[str]:
+    """Dropdown entries: the models on disk (by name), then the known downloadable ones not on disk,
+    marked with their download size (``"grounding-dino-tiny  (download 694 MB)"``)."""
+    present = _present(family)
+    return present + [download_label(m.name, m.size_text) for m in known_models(family) if m.name not in present]
+
+
+def validate_choice(family: Family, entry: str) -> bool | str:
+    """ComfyUI's ``VALIDATE_INPUTS`` answer for a model dropdown: ``True``, or a message listing the choices.
+
+    Accepts a dropdown entry or the bare model name (saved workflows and API users send
+    ``"grounding-dino-tiny"`` whether or not it is on disk yet).
+    """
+    name = choice_name(str(entry))
+    known = {choice_name(c) for c in model_choices(family)}
+    if name in known:
+        return True
+    folders = ", ".join(str(f) for f in model_folders(family))
+    return f"{entry!r} is not a {family} model in {folders}; choose one of: {', '.join(sorted(known))}"
 
 
 def resolve_choice(family: Family, name: str, progress=None) -> Path:
-    """The path of dropdown entry ``name``; downloads a known model into the first folder.
+    """The path of dropdown entry ``name`` (or a bare model name); downloads a known model into the first folder.
 
     Only names from :func:`model_choices` are accepted (nothing else reaches the file system).
     """
     from ..py.download import download_known_model
     from ..py.errors import ModelNotFoundError
 
-    choices = model_choices(family)
-    if name not in choices:
-        raise ModelNotFoundError(
-            f"{name!r} is not a {family} model in {', '.join(str(f) for f in model_folders(family))}; "
-            f"choose one of: {', '.join(choices)}"
-        )
+    verdict = validate_choice(family, name)
+    if verdict is not True:
+        raise ModelNotFoundError(verdict)
+    name = choice_name(name)
     for folder in model_folders(family):
         if name in list_models_in(folder, family):
             return folder / name

@@ -53,6 +53,10 @@ class LoadSam3:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return runtime.validate_choice("sam3", model_name)
+
     def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
         # auto: bf16 on GPUs that run it (SAM 3 was trained in bf16), never fp16
         return (_load("sam3", model_name, device, precision, load_sam3, auto_half=True, auto_order=_AUTO_ORDER),)

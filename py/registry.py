@@ -94,6 +94,11 @@ class KnownModel:
     gated: bool = False
 
     @property
+    def size_text(self) -> str:
+        """The download size in words: ``"694 MB"``, ``"1.2 GB"``."""
+        return f"{self.size_mb / 1024:.1f} GB" if self.size_mb >= 1024 else f"{self.size_mb} MB"
+
+    @property
     def is_folder(self) -> bool:
         return self.repo_id is not None
 
@@ -288,7 +293,7 @@ def models_markdown_table() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in KNOWN_MODELS:
-        size = f"{m.size_mb / 1024:.1f} GB" if m.size_mb >= 1024 else f"{m.size_mb} MB"
+        size = m.size_text
         kind = "transformers folder" if m.is_folder else ("original checkpoint" if m.backend not in ("transformers",) else "file")
         sha = f"`{m.sha256}`" if m.sha256 else "—"
         label = m.repo_id or (m.url.rsplit("/", 1)[-1] if m.url else m.name)

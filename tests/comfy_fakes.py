@@ -36,6 +36,9 @@ class FakeComfy:
         self.unloaded: list = []
         self.progress: list[tuple[str, int]] = []
         self.interrupt = False
+        #: Cancel is "pressed" once the interrupt check has been asked this many times (None: never).
+        self.interrupt_after: int | None = None
+        self.interrupt_checks = 0
         self.patchers: list = []
         fake = self
 
@@ -66,6 +69,9 @@ class FakeComfy:
                     mm.current_loaded_models.append(LoadedModel(p))
 
         def throw_exception_if_processing_interrupted():
+            fake.interrupt_checks += 1
+            if fake.interrupt_after is not None and fake.interrupt_checks >= fake.interrupt_after:
+                fake.interrupt = True
             if fake.interrupt:
                 raise InterruptProcessingException()
 

@@ -102,3 +102,20 @@ def test_build_script_reproduces_the_files(tmp_path, monkeypatch):
     for name in NAMES:
         assert json.loads((tmp_path / f"{name}.json").read_text()) == _load(name)[0]
         assert json.loads((tmp_path / "api" / f"{name}_api.json").read_text()) == _load(name)[1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_settings_that_differ_from_a_fresh_node_are_explained(specs, name):
+    """A fresh node's defaults match the examples, or a Note on the canvas says why the example differs."""
+    ui, api = _load(name)
+    notes = "\n".join(n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "Note")
+    changed = []
+    for node in api.values():
+        if not node["class_type"].startswith("GroundedInpaint"):
+            continue
+        for inp in specs[node["class_type"]].widget_inputs():
+            value = node["inputs"].get(inp.name)
+            if inp.name != "model_name" and value != inp.default:
+                changed.append(f"{inp.name} = {value!r}")
+    for setting in changed:
+        assert setting in notes, f"{name}: {setting} differs from the node default and no Note says why"

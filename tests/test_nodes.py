@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from comfy_fakes import FakeComfy, InterruptProcessingException
-from tolerance import assert_masks_agree
+from tolerance import assert_close, assert_masks_agree
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "grounded_inpaint_pack"
@@ -214,6 +214,86 @@ def test_cancel_between_images(pack, comfy, models_dir):
     with pytest.raises(InterruptProcessingException):
         call(pack, "GroundedInpaintDetect", image=torch.rand(2, 16, 16, 3), detector=detector, prompt="cat",
              box_threshold=0.3, text_threshold=0.25, max_detections=0)
+
+
+@pytest.mark.parametrize("node_id", ["GroundedInpaintDetect", "GroundedInpaintSegment"])
+def test_cancel_inside_a_model_pass(pack, comfy, models_dir, node_id):
+    """Cancel pressed while one image's model pass runs stops that pass; nothing partial is cached."""
+    from importlib import import_module
+
+    cache = import_module(f"{PACK_NAME}.py.cache").default_cache()
+    detector, sam = _load_models(pack, comfy, models_dir)
+    image = torch.rand(1, 24, 32, 3)
+    inputs = dict(image=image, prompt="cat", box_threshold=0.3, text_threshold=0.25, max_detections=0, detector=detector)
+    if node_id == "GroundedInpaintSegment":
+        inputs = dict(image=image, sam_model=sam, multimask="auto", positive_points='[{"x": 10, "y": 10}]')
+    engine = (detector if node_id == "GroundedInpaintDetect" else sam).engine
+    comfy.interrupt_checks = 0
+    call(pack, node_id, **inputs)  # count the checks of one uncancelled run
+    checks_per_run = comfy.interrupt_checks
+    assert checks_per_run > 20  # checked between the layers, not only once per image
+    complete = {k: cache.get(k) for k in list(cache._entries) if k[0] == engine._cache_owner}
+    assert complete  # (the uncancelled run cached its features)
+    for fraction in (4, 2, 1.25):  # Cancel early, half-way and late in the run
+        cache.discard_owner(engine._cache_owner)
+        comfy.interrupt, comfy.interrupt_checks, comfy.interrupt_after = False, 0, int(checks_per_run / fraction)
+        with pytest.raises(InterruptProcessingException):
+            call(pack, node_id, **inputs)
+        assert comfy.interrupt_checks == int(checks_per_run / fraction)  # stopped at the check that saw Cancel
+        # what the cancelled pass cached is complete: an entry the whole run makes, with the same content
+        for key in [k for k in list(cache._entries) if k[0] == engine._cache_owner]:
+            assert key in complete
+            for got, want in zip(_tensors(cache.get(key)), _tensors(complete[key])):
+                if want.is_floating_point():
+                    assert_close(got, want)
+                else:
+                    assert torch.equal(got, want)
+    if node_id == "GroundedInpaintSegment":
+        assert not sam.engine.is_image_set
+    comfy.interrupt, comfy.interrupt_after = False, None
+    call(pack, node_id, **inputs)  # the next prompt runs
+
+
+def _tensors(value):
+    """The tensors of a cache entry, in order (nested tuples / lists / dicts flattened)."""
+    if torch.is_tensor(value):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value
+    return [t for item in items for t in _tensors(item)]
+
+
+def test_the_node_is_the_only_owner_of_its_model(pack, comfy, models_dir):
+    """Dropping the loader's output (ComfyUI's "Unload models") frees the engine and its cache entries."""
+    import gc
+    import weakref
+    from importlib import import_module
+
+    cache = import_module(f"{PACK_NAME}.py.cache").default_cache()
+    _, sam = _load_models(pack, comfy, models_dir)
+    call(pack, "GroundedInpaintSegment", image=torch.rand(1, 24, 32, 3), sam_model=sam, multimask="auto",
+         positive_points='[{"x": 10, "y": 10}]')
+    owner, engine = sam.engine._cache_owner, weakref.ref(sam.engine)
+    assert any(k[0] == owner for k in cache._entries)
+    comfy.patchers.clear()
+    comfy.mm.current_loaded_models.clear()
+    del sam
+    gc.collect()
+    assert engine() is None and not any(k[0] == owner for k in cache._entries)
+
+
+def test_model_dropdowns_mark_downloads_and_accept_bare_names(pack, comfy, models_dir):
+    from importlib import import_module
+
+    runtime = import_module(f"{PACK_NAME}.nodes.runtime")
+    _, paths = models_dir
+    choices = runtime.model_choices("sam")
+    assert paths["sam_meta"].name in choices  # on disk: the bare name
+    assert "sam_vit_b_01ec64.pth  (download 375 MB)" in choices  # not on disk: the size to be downloaded
+    loader = pack.NODE_CLASS_MAPPINGS["GroundedInpaintLoadSam"]
+    assert loader.VALIDATE_INPUTS(model_name="sam_vit_b_01ec64.pth") is True  # saved workflows / API users
+    assert loader.VALIDATE_INPUTS(model_name="sam_vit_b_01ec64.pth  (download 375 MB)") is True
+    assert "choose one of" in loader.VALIDATE_INPUTS(model_name="../../etc/passwd")
+    assert runtime.resolve_choice("sam", paths["sam_meta"].name) == paths["sam_meta"]
 
 
 def test_low_vram_unloads_after_use(pack, comfy, models_dir):

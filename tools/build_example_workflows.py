@@ -61,6 +61,9 @@ class Workflow:
     name: str
     nodes: list[Node]
     notes: list[Note] = field(default_factory=list)
+    #: Why a setting differs from what a freshly added node has: ``{"<node id>.<input>": reason}``.
+    #: Every such setting needs one; they are listed in a Note on the canvas.
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def _common_loaders(det_id: int, sam_id: int, x: int, y: int) -> list[Node]:
@@ -116,7 +119,13 @@ def background_generation() -> Workflow:
              "the product's pixels are exactly the photo's.", (0, -300), (700, 260)),
         Note(MODELS_NOTE, (780, -300), (700, 260)),
     ]
-    return Workflow("background_generation", nodes, notes)
+    reasons = {
+        "4.prompt": "the product in this photo",
+        "6.invert": "keep the cup, repaint everything else",
+        "6.grow": "a 4 px margin of the original around the cup, so the repaint never eats into its edge",
+        "7.grow": "the same margin for the paste-back",
+    }
+    return Workflow("background_generation", nodes, notes, reasons)
 
 
 def product_placement() -> Workflow:
@@ -156,7 +165,16 @@ def product_placement() -> Workflow:
              "5. ImageCompositeMasked keeps every pixel outside the band exactly as composited.", (0, -300), (760, 260)),
         Note(MODELS_NOTE, (820, -300), (700, 260)),
     ]
-    return Workflow("product_placement", nodes, notes)
+    reasons = {
+        "5.prompt": "the product in this photo",
+        "5.max_detections": "one dress: the best box",
+        "8.x": "the horizontal centre of the 512 px backdrop",
+        "8.y": "where the floor of the backdrop is",
+        "8.scale": "the dress a little smaller, to fit the backdrop",
+        "8.anchor": "x/y is where the bottom centre of the dress stands",
+        "8.feather": "a soft 1.5 px edge against the new background",
+    }
+    return Workflow("product_placement", nodes, notes, reasons)
 
 
 def object_replacement() -> Workflow:
@@ -186,7 +204,13 @@ def object_replacement() -> Workflow:
              "changes.", (0, -300), (700, 240)),
         Note(MODELS_NOTE, (780, -300), (700, 240)),
     ]
-    return Workflow("object_replacement", nodes, notes)
+    reasons = {
+        "4.prompt": "the object to replace",
+        "4.max_detections": "one cat: the best box",
+        "5.grow": "room for a new object of another shape",
+        "5.feather": "the new object blends into the photo",
+    }
+    return Workflow("object_replacement", nodes, notes, reasons)
 
 
 def mask_only() -> Workflow:
@@ -215,7 +239,11 @@ def mask_only() -> Workflow:
              f"Models: {DETECTOR} and {SAM} download themselves on the first run.\n"
              "Input: copy grounded-inpaint/example_workflows/inputs/coffee.png into ComfyUI/input.", (0, -300), (700, 260)),
     ]
-    return Workflow("mask_only", nodes, notes)
+    reasons = {
+        "4.prompt": "the objects in this photo",
+        "8.padding": "a little room around the cut-out",
+    }
+    return Workflow("mask_only", nodes, notes, reasons)
 
 
 WORKFLOWS = (background_generation, product_placement, object_replacement, mask_only)
@@ -251,6 +279,35 @@ def fill_defaults(workflow: Workflow, specs) -> Workflow:
                 if inp.default is None:
                     raise ValueError(f"{workflow.name}: node {node.id} ({node.type}) needs a value for {inp.name}")
                 node.inputs[inp.name] = inp.default
+    return workflow
+
+
+#: Inputs whose fresh-node value depends on the user's disk (the models note explains them).
+_MACHINE_DEPENDENT = {"model_name", "ckpt_name", "image"}
+
+
+def explain_changed_settings(workflow: Workflow, specs) -> Workflow:
+    """Add a Note listing every setting of this pack's nodes that differs from a fresh node's default,
+    with the reason given in ``workflow.reasons``; a difference without a reason is an error."""
+    lines = []
+    for node in workflow.nodes:
+        if not node.type.startswith("GroundedInpaint"):
+            continue
+        for inp in specs[node.type].widget_inputs():
+            value = node.inputs.get(inp.name)
+            if inp.name in _MACHINE_DEPENDENT or value == inp.default:
+                continue
+            key = f"{node.id}.{inp.name}"
+            if key not in workflow.reasons:
+                raise ValueError(f"{workflow.name}: node {key} = {value!r} differs from the default {inp.default!r}; say why in reasons")
+            lines.append(f"- {node.title or node.type.replace('GroundedInpaint', '')}: {inp.name} = {value!r} ({workflow.reasons[key]})")
+    unused = set(workflow.reasons) - {f"{n.id}.{i.name}" for n in workflow.nodes if n.type in specs for i in specs[n.type].widget_inputs()
+                                       if n.inputs.get(i.name) != i.default}
+    if unused:
+        raise ValueError(f"{workflow.name}: reasons given for settings that are the defaults: {sorted(unused)}")
+    if lines:
+        x = max(n.pos[0] for n in workflow.nodes) + 420
+        workflow.notes.append(Note("Settings changed from a fresh node's defaults, and why:\n" + "\n".join(lines), (x, -300), (620, 40 + 24 * len(lines))))
     return workflow
 
 
@@ -325,7 +382,7 @@ def main() -> int:
     specs, pack = node_specs()
     (OUT / "api").mkdir(parents=True, exist_ok=True)
     for build in WORKFLOWS:
-        workflow = fill_defaults(build(), specs)
+        workflow = explain_changed_settings(fill_defaults(build(), specs), specs)
         (OUT / f"{workflow.name}.json").write_text(json.dumps(to_ui(workflow, specs, pack), indent=1) + "\n")
         (OUT / "api" / f"{workflow.name}_api.json").write_text(json.dumps(to_api(workflow), indent=1) + "\n")
         print(f"wrote example_workflows/{workflow.name}.json and api/{workflow.name}_api.json")
