@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .checks import count, fraction, number
 from .structures import Segments
 
 __all__ = [
@@ -189,13 +190,15 @@ def select_indices(
         The kept positions in increasing order (possibly none).
 
     Raises:
-        ValueError: ``top_k < 0`` or ``min_score`` outside ``0..1``.
+        ValueError: ``top_k`` is not a whole number ``>= 0`` (or None), ``min_score`` is not a
+            number in ``0..1``, or an index is not a whole number (NaN, infinity and ``bool`` are
+            refused everywhere); the message names the parameter and its valid range.
     """
     n = len(segments)
-    if top_k is not None and int(top_k) < 0:
-        raise ValueError(f"top_k must be >= 0 (0 or None keeps all instances); got {top_k}")
-    if not (0.0 <= float(min_score) <= 1.0):
-        raise ValueError(f"min_score must be in 0..1; got {min_score}")
+    top_k = count("top_k", top_k, allow_none=True, meaning="(0 or None keeps all instances)")
+    min_score = fraction("min_score", min_score, meaning="(0 keeps all)")
+    if indices is not None:
+        indices = [number("indices", index, integer=True, meaning="(negative counts from the end)") for index in indices]
 
     scores = segments.scores.tolist()
     keep = list(range(n))
@@ -273,6 +276,13 @@ def _per_image_cpu(mask: torch.Tensor, fn: Callable[[np.ndarray], np.ndarray]) -
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=mask.device, dtype=torch.float32)
 
 
+def _image_size(image_size: Any) -> tuple[int, int]:
+    """``(height, width)`` as two whole numbers ``>= 0``; ValueError naming ``image_size`` otherwise."""
+    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or len(image_size) != 2:
+        raise ValueError(f"image_size must be (height, width), two integers >= 0; got {image_size!r}")
+    return count("image_size height", image_size[0]), count("image_size width", image_size[1])  # type: ignore[return-value]
+
+
 def _bbox(binary: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(y0, y1, x0, x1)`` (end exclusive) of the True pixels of a 2-D array, or None if none."""
     rows = np.flatnonzero(binary.any(axis=1))
@@ -318,7 +328,7 @@ def union(masks: torch.Tensor, image_size: tuple[int, int] | None = None) -> tor
         raise ValueError(f"union expects instance masks [N, H, W]; got {shape}")
     size = (int(masks.shape[1]), int(masks.shape[2]))
     if image_size is not None:
-        wanted = (int(image_size[0]), int(image_size[1]))
+        wanted = _image_size(image_size)
         if masks.shape[0] > 0 and wanted != size:
             raise ValueError(f"union: masks are {size} (height, width) but image_size is {wanted}")
         size = wanted
@@ -352,11 +362,10 @@ def threshold(mask: torch.Tensor, value: float) -> torch.Tensor:
         float32 of the same shape and device with values 0 or 1.
 
     Raises:
-        ValueError: ``value`` is outside ``0..1`` (or NaN).
+        ValueError: ``value`` is not a number in ``0..1`` (NaN, infinity and ``bool`` included).
     """
-    if not (0.0 <= float(value) <= 1.0):
-        raise ValueError(f"threshold value must be in 0..1; got {value}")
-    return (_as_float_mask(mask) >= float(value)).float()
+    value = fraction("value", value)
+    return (_as_float_mask(mask) >= value).float()
 
 
 def _dilate(binary: np.ndarray, radius: int) -> np.ndarray:
@@ -400,14 +409,21 @@ def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
 
     Arguments:
         mask: ``[H, W]`` or ``[B, H, W]``, bool or float in ``0..1``.
-        pixels: positive grows, negative shrinks, 0 returns a float copy (not binarised).
+        pixels: a whole number of pixels (``3.0`` is accepted, ``3.5`` is not): positive grows,
+            negative shrinks, 0 returns a float copy (not binarised). Any size is fine: growing by
+            more than the image's diagonal fills every image that has a foreground pixel, and the
+            cost never exceeds one distance transform of the image.
 
     Returns:
         float32 of the same shape and device with values 0 or 1 (a float copy when ``pixels == 0``).
         Growing never removes a pixel of the binarised mask and shrinking never adds one.
+
+    Raises:
+        ValueError: ``pixels`` is NaN, infinite, a ``bool``, not a whole number, or beyond
+            ``±2**62``.
     """
+    pixels = count("pixels", pixels, low=None, meaning="(positive grows, negative shrinks)")
     mask = _as_float_mask(mask)
-    pixels = int(pixels)
     if pixels == 0:
         return mask.clone()
     if pixels > 0:
@@ -432,10 +448,10 @@ def fill_holes(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _remove_small(binary: np.ndarray, min_area: int) -> np.ndarray:
-    labelled, count = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
+    labelled, regions = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
+    if regions == 0:
         return binary.copy()
-    areas = np.bincount(labelled.ravel(), minlength=count + 1)
+    areas = np.bincount(labelled.ravel(), minlength=regions + 1)
     keep = areas >= min_area
     keep[0] = False
     return keep[labelled]
@@ -448,13 +464,17 @@ def remove_small_regions(mask: torch.Tensor, min_area: int) -> torch.Tensor:
 
     Arguments:
         mask: ``[H, W]`` or ``[B, H, W]``, bool or float in ``0..1``.
-        min_area: regions with fewer pixels are removed; ``<= 0`` returns a float copy.
+        min_area: a whole number; regions with fewer pixels are removed; ``<= 0`` returns a
+            float copy.
 
     Returns:
         float32 of the same shape and device (0 or 1 unless ``min_area <= 0``).
+
+    Raises:
+        ValueError: ``min_area`` is NaN, infinite, a ``bool`` or not a whole number.
     """
+    min_area = count("min_area", min_area, low=None, meaning="(<= 0 keeps every region)")
     mask = _as_float_mask(mask)
-    min_area = int(min_area)
     if min_area <= 0:
         return mask.clone()
     return _per_image_cpu(mask, lambda image: _remove_small(image, min_area))
@@ -468,21 +488,62 @@ def _gaussian_taps(sigma: float, radius: int) -> list[float]:
     return (weights / weights.sum()).tolist()
 
 
-#: On the CPU the blur works on blocks of about this many elements, so that each block and its
-#: padded copy stay in cache while all the taps are accumulated.
+#: On the CPU the direct blur works on blocks of about this many elements, so that each block and
+#: its padded copy stay in cache while all the taps are accumulated.
 _BLUR_BLOCK_ELEMENTS = 1 << 19
 
+#: The FFT blur transforms blocks of rows of about this many (padded) elements at a time, which
+#: bounds its working memory (a few times 16 MiB) whatever the image size.
+_FFT_BLOCK_ELEMENTS = 1 << 22
 
-def _blur_rows(rows: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
-    """Convolve each row of a 2-D tensor with ``taps`` (odd length), replicating the row ends.
+#: A pass with more taps than this is computed with an FFT, whose cost does not depend on the
+#: number of taps; fewer taps are cheaper as shifted multiply-adds. Measured on a 2000x3000 mask
+#: (benchmarks/preview_bench.py): both take about the same time near 40 taps on the CPU.
+_FFT_MIN_TAPS = 41
+
+
+def _fft_size(n: int) -> int:
+    """The smallest ``2**a * 3**b * 5**c >= n`` (sizes the FFT handles fast)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            size = power35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
+def _keep_constant_windows(rows: torch.Tensor, out: torch.Tensor, radius: int) -> torch.Tensor:
+    """``out`` with the input value restored wherever the ``2 * radius + 1`` window is constant.
+
+    The blur of a constant run is that constant; sums of float32 products (and the FFT) only
+    approach it. Restoring it makes pixels further than ``radius`` from any edge keep their value
+    exactly (zeros stay zero, ones stay one), as the docstring of :func:`feather` promises.
 
     Arguments:
-        rows: ``[R, L]`` float32.
-        taps: ``2 * radius + 1`` weights.
-
-    Returns:
-        ``[R, L]`` float32, a new tensor.
+        rows: ``[R, L]`` float32, the input of the pass.
+        out: ``[R, L]`` float32, the blurred rows (modified and returned).
+        radius: the half width of the window, ``>= 1``.
     """
+    length = rows.shape[-1]
+    if length == 1:
+        return out.copy_(rows)
+    changes = torch.zeros(rows.shape, dtype=torch.int32, device=rows.device)
+    torch.cumsum(rows[:, 1:] != rows[:, :-1], dim=1, out=changes[:, 1:])
+    position = torch.arange(length, device=rows.device)
+    first = (position - radius).clamp_(0, length - 1)
+    last = (position + radius).clamp_(0, length - 1)
+    constant = changes.index_select(1, first) == changes.index_select(1, last)
+    return out.copy_(torch.where(constant, rows, out))
+
+
+def _blur_rows_direct(rows: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Convolve each row with ``taps`` as ``len(taps)`` shifted multiply-adds (see :func:`_blur_rows`)."""
     radius = len(taps) // 2
     length = rows.shape[-1]
     # Replicate padding by indexing works for any size, even when radius > length.
@@ -495,7 +556,59 @@ def _blur_rows(rows: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
         torch.mul(padded[:, 0:length], taps[0], out=target)
         for i in range(1, len(taps)):
             target.add_(padded[:, i : i + length], alpha=taps[i])
+        _keep_constant_windows(rows[start : start + block], target, radius)
     return out
+
+
+def _blur_rows_fft(rows: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Convolve each row with ``taps`` through an FFT (see :func:`_blur_rows`).
+
+    With replicate padding, taps further than the row length from the centre always read the
+    first or the last pixel of the row, so they are summed into two edge weights: the FFT works
+    on rows padded by at most their own length, and the cost is ``O(L log L)`` per row whatever
+    the radius.
+    """
+    radius = len(taps) // 2
+    length = rows.shape[-1]
+    pad = min(radius, length)
+    weights = np.asarray(taps, dtype=np.float64)
+    core = weights[radius - pad : radius + pad + 1]
+    tail = float(weights[: radius - pad].sum())  # the taps beyond `pad` on one side (symmetric)
+    size = _fft_size(length + 4 * pad)  # no circular wrap-around into the kept outputs
+    kernel = torch.fft.rfft(torch.tensor(core, dtype=torch.float32, device=rows.device), n=size)
+    index = torch.arange(-pad, length + pad, device=rows.device).clamp_(0, length - 1)
+    out = torch.empty_like(rows)
+    block = max(1, _FFT_BLOCK_ELEMENTS // size)
+    for start in range(0, rows.shape[0], block):
+        chunk = rows[start : start + block]
+        spectrum = torch.fft.rfft(chunk.index_select(1, index), n=size)
+        spectrum.mul_(kernel)
+        target = out[start : start + block]
+        # Full linear convolution y; the output for pixel i is y[i + 2 * pad].
+        target.copy_(torch.fft.irfft(spectrum, n=size)[:, 2 * pad : 2 * pad + length])
+        if tail > 0.0:
+            target.add_(chunk[:, :1], alpha=tail).add_(chunk[:, -1:], alpha=tail)
+        _keep_constant_windows(chunk, target, radius)
+    return out
+
+
+def _blur_rows(rows: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Convolve each row of a 2-D tensor with symmetric ``taps`` (odd length), replicating the row ends.
+
+    Short kernels use shifted multiply-adds, long ones an FFT (:data:`_FFT_MIN_TAPS`); both give
+    the same result within float32 rounding, and outputs whose whole window is constant equal
+    the input exactly.
+
+    Arguments:
+        rows: ``[R, L]`` float32.
+        taps: ``2 * radius + 1`` weights, symmetric around the centre.
+
+    Returns:
+        ``[R, L]`` float32, a new tensor.
+    """
+    if len(taps) > _FFT_MIN_TAPS:
+        return _blur_rows_fft(rows, taps)
+    return _blur_rows_direct(rows, taps)
 
 
 def _blur_2d(mask: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
@@ -507,33 +620,47 @@ def _blur_2d(mask: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
     return vertical.transpose(-1, -2).contiguous()
 
 
+def _feather_uncapped(mask: torch.Tensor, pixels: float) -> torch.Tensor:
+    """:func:`feather` of a float32 mask in ``0..1`` with ``pixels > 0`` (finite), without the cap
+    at the image's diagonal (callers that work on a window of a larger image cap it themselves)."""
+    taps = _gaussian_taps(pixels / 3.0, int(math.ceil(pixels)))
+    return _blur_2d(mask, taps).clamp_(0.0, 1.0)
+
+
 def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
     """Soften the edges of a mask with a gaussian blur about ``pixels`` wide.
 
     The blur is a separable gaussian with ``sigma = pixels / 3`` truncated at
     ``radius = ceil(pixels)`` (3 sigma): a hard edge becomes a ramp that goes from about 0 to 1
     over roughly ``2 * pixels`` pixels centred on the edge (about ``pixels`` on each side), and
-    pixels further than ``radius`` from any edge keep their value. The image border is extended
-    by replicating the edge pixels (no reflection, so masks smaller than the kernel work and a
-    mask touching the border does not fade there). Soft masks are blurred as they are (no
-    binarisation). The cost is proportional to ``pixels`` (two passes of ``2 * radius + 1``
-    shifted multiply-adds, done block by block on the CPU to stay in cache).
+    pixels further than ``radius`` from any edge keep their value exactly. The image border is
+    extended by replicating the edge pixels (no reflection, so masks smaller than the kernel work
+    and a mask touching the border does not fade there). Soft masks are blurred as they are (no
+    binarisation).
+
+    **Widths beyond the image's diagonal** ``sqrt(H**2 + W**2)`` **act as the diagonal**: such a
+    blur already spreads every pixel over the whole image, and the cap keeps the cost bounded by
+    the image whatever the parameter. The cost does not depend on ``pixels`` otherwise either:
+    short kernels are two passes of ``2 * radius + 1`` shifted multiply-adds (done block by block
+    on the CPU to stay in cache), long ones (more than 41 taps) two FFT passes of
+    ``O(H W log(max(H, W)))``; both agree within float32 rounding.
 
     Arguments:
         mask: ``[H, W]`` or ``[B, H, W]``, bool or float in ``0..1``.
-        pixels: the softening width in pixels; ``<= 0`` returns a float copy.
+        pixels: the softening width in pixels, a finite number; ``<= 0`` returns a float copy.
 
     Returns:
         float32 of the same shape and device, in ``0..1``.
+
+    Raises:
+        ValueError: ``pixels`` is NaN, infinite, a ``bool`` or not a number.
     """
+    pixels = number("pixels", pixels, meaning="(<= 0 returns a copy)")
     mask = _as_float_mask(mask)
-    pixels = float(pixels)
-    if not math.isfinite(pixels):
-        raise ValueError(f"feather pixels must be a finite number; got {pixels}")
     if pixels <= 0 or mask.numel() == 0:
         return mask.clone()
-    taps = _gaussian_taps(pixels / 3.0, int(math.ceil(pixels)))
-    return _blur_2d(mask, taps).clamp_(0.0, 1.0)
+    height, width = mask.shape[-2:]
+    return _feather_uncapped(mask, min(pixels, math.hypot(height, width)))
 
 
 # The pipeline's keyword arguments shadow the operation names inside make_inpaint_mask.
@@ -547,7 +674,7 @@ _threshold_op, _fill_holes_op, _grow_op, _invert_op, _feather_op = threshold, fi
 
 def _single_mask(mask_or_segments: Any, image_size: Sequence[int] | None) -> torch.Tensor:
     """Reduce the pipeline input to one ``[H, W]`` float32 mask in ``0..1``."""
-    size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+    size = None if image_size is None else _image_size(image_size)
     if mask_or_segments is None:
         if size is None:
             raise ValueError("make_inpaint_mask needs a mask, Segments, or image_size=(height, width)")
@@ -615,7 +742,18 @@ def make_inpaint_mask(
     Returns:
         ``[H, W]`` float32 in ``0..1`` on the device of the input. Empty segments give all zero
         (all one with ``invert=True``).
+
+    Raises:
+        ValueError: a size mismatch, or a numeric setting that is NaN, infinite, a ``bool`` or out
+            of its range (``threshold`` in ``0..1`` or None; ``min_area`` and ``grow`` whole numbers;
+            ``feather`` a finite number); the message names the setting. Every setting is checked
+            before any work is done, also the ones a disabled step would not use.
     """
+    if threshold is not None:
+        threshold = fraction("threshold", threshold, allow_none=True, meaning="(None keeps a soft mask soft)")
+    min_area = count("min_area", min_area, low=None, meaning="(<= 0 keeps every region)")
+    grow = count("grow", grow, low=None, meaning="(positive grows, negative shrinks)")
+    feather = number("feather", feather, meaning="(<= 0 for a hard edge)")
     mask = _single_mask(mask_or_segments, image_size)
     if threshold is not None:
         mask = _threshold_op(mask, threshold)
@@ -652,7 +790,7 @@ def masks_for_batch(segments_list: Sequence[Segments | torch.Tensor], **kwargs: 
         size = kwargs.get("image_size")
         if size is None:
             raise ValueError("masks_for_batch got no segments; pass image_size=(height, width) for an empty batch")
-        return torch.zeros((0, int(size[0]), int(size[1])), dtype=torch.float32)
+        return torch.zeros((0, *_image_size(size)), dtype=torch.float32)
     masks = [make_inpaint_mask(item, **kwargs) for item in segments_list]
     sizes = [tuple(m.shape) for m in masks]
     if len(set(sizes)) > 1:

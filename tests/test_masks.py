@@ -148,6 +148,39 @@ def test_select_top_k_ties_and_order(five):
         M.select_instances(five, top_k=-1)
 
 
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(top_k=-1), "top_k"),
+        (dict(top_k=float("nan")), "top_k"),
+        (dict(top_k=float("inf")), "top_k"),
+        (dict(top_k=1.5), "top_k"),
+        (dict(top_k=True), "top_k"),
+        (dict(min_score=float("nan")), "min_score"),
+        (dict(min_score=-0.01), "min_score"),
+        (dict(min_score=float("inf")), "min_score"),
+        (dict(min_score=False), "min_score"),
+        (dict(indices=[0, float("nan")]), "indices"),
+        (dict(indices=[0.5]), "indices"),
+        (dict(indices=[True]), "indices"),
+    ],
+)
+def test_select_rejects_bad_numbers_by_name(five, kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be") as info:
+        M.select_indices(five, **kwargs)
+    assert "got" in str(info.value)
+
+
+def test_select_documented_no_filter_values(five):
+    everything = list(range(len(five)))
+    assert M.select_indices(five, top_k=0) == everything
+    assert M.select_indices(five, top_k=None) == everything
+    assert M.select_indices(five, top_k=2.0) == M.select_indices(five, top_k=2)  # whole floats are fine
+    assert M.select_indices(five, min_score=0) == everything
+    assert M.select_indices(five, indices=[]) == everything
+    assert M.select_indices(five, indices=torch.tensor([4, 0])) == [0, 4]
+
+
 def test_select_result_is_consistent(five):
     out = M.select_instances(five, indices=[3, 1])
     assert len(out) == 2
@@ -207,10 +240,12 @@ def test_threshold_is_binary_and_idempotent(mask, value):
 
 
 def test_threshold_rejects_out_of_range():
-    with pytest.raises(ValueError, match="0..1"):
-        M.threshold(torch.zeros(2, 2), 1.5)
-    with pytest.raises(ValueError, match="0..1"):
-        M.threshold(torch.zeros(2, 2), -0.1)
+    for bad in (1.5, -0.1, float("nan"), float("inf"), -float("inf"), True, "0.5", None):
+        with pytest.raises(ValueError, match=r"value must be a number in 0\.\.1; got") as info:
+            M.threshold(torch.zeros(2, 2), bad)
+        assert repr(bad) in str(info.value)
+    assert torch.equal(M.threshold(torch.tensor([[0.0, 1.0]]), 0), torch.ones(1, 2))
+    assert torch.equal(M.threshold(torch.tensor([[0.0, 1.0]]), 1), torch.tensor([[0.0, 1.0]]))
 
 
 def test_bad_shapes_and_types_are_explained():
@@ -311,9 +346,31 @@ def test_grow_batch_equals_per_image():
         assert torch.equal(out[i], M.grow(batch[i], 2))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 2.5, True, "3", None, 2**70])
+def test_grow_rejects_what_is_not_a_whole_number(bad):
+    with pytest.raises(ValueError, match="pixels must be a finite integer") as info:
+        M.grow(torch.zeros(4, 4), bad)
+    assert repr(bad) in str(info.value)
+
+
+def test_grow_by_huge_amounts_is_bounded_by_the_image():
+    mask = torch.zeros(300, 400)
+    mask[150, 200] = 1
+    assert torch.equal(M.grow(mask, 2**40), torch.ones(300, 400))  # a distance transform of the image
+    assert torch.equal(M.grow(mask, -(2**40)), torch.zeros(300, 400))
+    assert torch.equal(M.grow(torch.ones(300, 400), -(2**40)), torch.ones(300, 400))  # the border is not background
+    assert torch.equal(M.grow(mask, 3.0), M.grow(mask, 3))
+
+
 # ------------------------------------------------------------------------------------------
 # fill_holes / remove_small_regions
 # ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, True, "4"])
+def test_remove_small_regions_rejects_bad_min_area(bad):
+    with pytest.raises(ValueError, match="min_area must be"):
+        M.remove_small_regions(torch.zeros(4, 4), bad)
 
 
 def test_fill_holes_fills_enclosed_background_only():
@@ -386,8 +443,78 @@ def test_feather_handles_masks_smaller_than_the_kernel():
 
 
 def test_feather_rejects_non_finite():
-    with pytest.raises(ValueError, match="finite"):
-        M.feather(torch.zeros(3, 3), float("inf"))
+    for bad in (float("inf"), float("-inf"), float("nan"), True, "3", None):
+        with pytest.raises(ValueError, match="pixels must be a finite number") as info:
+            M.feather(torch.zeros(3, 3), bad)
+        assert repr(bad) in str(info.value)
+
+
+def reference_blur(mask: torch.Tensor, pixels: float) -> torch.Tensor:
+    """The feather written out in float64: every tap of the truncated gaussian, replicate padding."""
+    radius = int(np.ceil(pixels))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / max(pixels / 3.0, 1e-3)) ** 2)
+    weights /= weights.sum()
+    data = mask.double().numpy()
+    for axis in (-1, -2):
+        length = data.shape[axis]
+        index = np.clip(np.arange(-radius, length + radius), 0, length - 1)
+        padded = np.take(data, index, axis=axis)
+        data = sum(w * np.take(padded, np.arange(k, k + length), axis=axis) for k, w in enumerate(weights))
+    return torch.from_numpy(np.clip(data, 0.0, 1.0)).float()
+
+
+@pytest.mark.parametrize("pixels", [0.4, 1.0, 3.0, 7.5, 19.0, 20.5, 45.0, 200.0])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 50), (37, 23), (2, 16, 64)])
+def test_feather_equals_the_written_out_blur(pixels, shape):
+    """Both the shifted-sum path (short kernels) and the FFT path (long ones) match the formula,
+    also when the kernel is much longer than the mask."""
+    torch.manual_seed(int(pixels * 10) + len(shape))
+    mask = (torch.rand(shape) > 0.6).float()
+    mask[..., 0, :] = torch.rand(shape[-1])  # soft values too
+    radius = int(np.ceil(pixels))
+    # no cap at the diagonal here: it only applies beyond sqrt(H**2 + W**2)
+    expected = reference_blur(mask, min(pixels, float(np.hypot(*shape[-2:]))))
+    out = M.feather(mask, pixels)
+    assert out.shape == mask.shape and out.dtype == torch.float32
+    assert torch.allclose(out, expected, atol=2e-6), (2 * radius + 1, float((out - expected).abs().max()))
+
+
+def test_feather_fft_and_direct_paths_agree_around_the_switch():
+    torch.manual_seed(3)
+    mask = (torch.rand(40, 90) > 0.5).float()
+    for radius in (5, 20, 21, 40, 95, 300):
+        taps = M._gaussian_taps(radius / 3.0, radius)
+        rows = mask.clone()
+        direct, fft = M._blur_rows_direct(rows, taps), M._blur_rows_fft(rows, taps)
+        assert torch.allclose(direct, fft, atol=2e-6), radius
+        assert torch.equal(rows, mask)  # the input is not modified
+
+
+def test_feather_keeps_far_pixels_exactly_in_both_paths():
+    mask = torch.zeros(60, 300)
+    mask[:, 150:] = 1.0
+    for pixels in (4.0, 30.0):  # 9 taps (shifted sums) and 61 taps (FFT)
+        out = M.feather(mask, pixels)
+        radius = int(np.ceil(pixels))
+        assert torch.all(out[:, : 150 - radius] == 0.0)
+        assert torch.all(out[:, 150 + radius :] == 1.0)
+        assert 0.0 < float(out[0, 149]) < 0.5 < float(out[0, 150]) < 1.0
+    assert torch.equal(M.feather(torch.ones(5, 7), 1e5), torch.ones(5, 7))
+    assert torch.equal(M.feather(torch.zeros(5, 7), 1e5), torch.zeros(5, 7))
+
+
+def test_feather_beyond_the_diagonal_acts_as_the_diagonal():
+    torch.manual_seed(4)
+    mask = (torch.rand(30, 40) > 0.7).float()
+    diagonal = 50.0  # sqrt(30**2 + 40**2)
+    at_diagonal = M.feather(mask, diagonal)
+    for pixels in (50.0001, 60.0, 1e5, 1e300):
+        assert torch.equal(M.feather(mask, pixels), at_diagonal), pixels
+    assert not torch.equal(M.feather(mask, 49.0), at_diagonal)
+    # a batch has the diagonal of its images
+    batch = torch.stack([mask, 1 - mask])
+    assert torch.equal(M.feather(batch, 1e9)[0], at_diagonal)
 
 
 # ------------------------------------------------------------------------------------------
@@ -442,6 +569,39 @@ def test_make_inpaint_mask_checks_sizes():
     with pytest.raises(ValueError, match="image_size"):
         M.make_inpaint_mask(None)
     assert M.make_inpaint_mask(None, image_size=(3, 4), invert=True).sum() == 12
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(threshold=float("nan")), "threshold"),
+        (dict(threshold=1.01), "threshold"),
+        (dict(min_area=float("nan")), "min_area"),
+        (dict(min_area=2.5), "min_area"),
+        (dict(grow=float("inf")), "grow"),
+        (dict(grow=float("nan")), "grow"),
+        (dict(grow=1.5), "grow"),
+        (dict(feather=float("nan")), "feather"),
+        (dict(feather=float("-inf")), "feather"),
+        (dict(feather=True), "feather"),
+        (dict(image_size=(float("nan"), 4)), "image_size"),
+        (dict(image_size=(-1, 4)), "image_size"),
+        (dict(image_size=(4,)), "image_size"),
+    ],
+)
+def test_make_inpaint_mask_names_the_bad_setting(kwargs, name):
+    # checked up front: also settings whose step would be skipped (grow nan on an empty mask)
+    with pytest.raises(ValueError, match=rf"^{name}") as info:
+        M.make_inpaint_mask(None, **{"image_size": (4, 4), **kwargs})
+    assert "got" in str(info.value)
+    with pytest.raises(ValueError, match=rf"^{name}"):
+        M.masks_for_batch([torch.zeros(4, 4)], **kwargs)
+
+
+def test_make_inpaint_mask_documented_off_values():
+    mask = disc(20, 5)
+    assert torch.equal(M.make_inpaint_mask(mask, min_area=-5, grow=0, feather=-1.0), mask)
+    assert torch.equal(M.make_inpaint_mask(mask, feather=1e9), M.feather(mask, float(np.hypot(20, 20))))
 
 
 def test_masks_for_batch_stacks_and_checks_sizes():
