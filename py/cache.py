@@ -163,7 +163,8 @@ class FeatureCache:
     misses, ``put`` stores nothing).
 
     Arguments:
-        budget_bytes: the byte budget; ``None`` reads ``GROUNDED_INPAINT_CACHE_MB`` (default 512 MB).
+        budget_bytes: the byte budget, a whole number ``>= 0``; ``None`` reads ``GROUNDED_INPAINT_CACHE_MB``
+            (default 512 MB).
     """
 
     def __init__(self, budget_bytes: int | None = None) -> None:
@@ -172,7 +173,13 @@ class FeatureCache:
         self._nbytes = 0
         self.hits = 0
         self.misses = 0
-        self._budget = _budget_from_env() if budget_bytes is None else max(0, int(budget_bytes))
+        self._budget = _budget_from_env() if budget_bytes is None else self._checked_budget(budget_bytes)
+
+    @staticmethod
+    def _checked_budget(budget_bytes: int) -> int:
+        from .checks import count
+
+        return count("budget_bytes", budget_bytes, low=0, meaning="(0 turns the cache off)")  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ budget
 
@@ -188,8 +195,9 @@ class FeatureCache:
 
     def set_budget(self, budget_bytes: int) -> None:
         """Change the budget, evicting least recently used entries until the total fits."""
+        budget = self._checked_budget(budget_bytes)
         with self._lock:
-            self._budget = max(0, int(budget_bytes))
+            self._budget = budget
             self._evict(0)
 
     # ------------------------------------------------------------------ access

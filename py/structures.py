@@ -25,12 +25,27 @@ def _as_boxes(boxes: Any) -> torch.Tensor:
         return boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must have shape [N, 4] (XYXY pixels); got {tuple(boxes.shape)}")
+    bad = ~torch.isfinite(boxes).all(dim=1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"boxes must be finite XYXY pixel coordinates; box {int(bad.nonzero()[0])} is {boxes[bad][0].tolist()}"
+        )
     return boxes
+
+
+def _as_scores(scores: Any, name: str) -> torch.Tensor:
+    scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"{name} must be finite numbers; got {scores.tolist()[:8]}")
+    return scores
 
 
 def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
     if len(image_size) != 2:
         raise ValueError(f"image_size must be (height, width); got {image_size!r}")
+    if not all(isinstance(v, (int, float)) or hasattr(v, "__int__") for v in image_size) or not all(
+            float(v) == int(v) for v in image_size):
+        raise ValueError(f"image_size must be two whole numbers (height, width); got {image_size!r}")
     h, w = int(image_size[0]), int(image_size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"image_size must be positive (height, width); got {image_size!r}")
@@ -55,7 +70,7 @@ class Detections:
 
     def __post_init__(self) -> None:
         self.boxes = _as_boxes(self.boxes)
-        self.scores = torch.as_tensor(self.scores, dtype=torch.float32).reshape(-1)
+        self.scores = _as_scores(self.scores, "scores")
         self.labels = [str(label) for label in self.labels]
         self.image_size = _check_size(self.image_size)
         n = self.boxes.shape[0]
@@ -138,8 +153,8 @@ class Segments:
                 f"Segments.masks are {tuple(self.masks.shape[1:])} but image_size is {self.image_size}"
             )
         self.boxes = _as_boxes(self.boxes)
-        self.scores = torch.as_tensor(self.scores, dtype=torch.float32).reshape(-1)
-        self.quality = torch.as_tensor(self.quality, dtype=torch.float32).reshape(-1)
+        self.scores = _as_scores(self.scores, "scores")
+        self.quality = _as_scores(self.quality, "quality")
         self.labels = [str(label) for label in self.labels]
         n = self.masks.shape[0]
         sizes = (self.boxes.shape[0], self.scores.shape[0], self.quality.shape[0], len(self.labels))

@@ -118,3 +118,54 @@ def test_models_listing(models_dir, capsys):
     assert main(["models", "--models", str(root)]) == 0
     text = capsys.readouterr().out
     assert f"{paths['sam_meta'].name}  [present]" in text and "sam-vit-base" in text
+
+
+def test_every_missing_model_is_named_at_once(images, tmp_path, capsys):
+    code = main(["mask", str(images[0]), "--prompt", "shoes", "--out", str(tmp_path / "o"), "--models", str(tmp_path / "m"),
+                 "--no-download"])
+    err = capsys.readouterr().err
+    assert code == 1 and "2 models are missing" in err
+    assert "grounding-dino-tiny" in err and "sam-vit-base" in err  # the detector and the segmenter, in one run
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_quiet_and_verbose_work_after_the_command(images, models_dir, tmp_path, capsys):
+    for flags in (["-q", "mask"], ["mask", "-q"]):
+        out = tmp_path / "_".join(flags)
+        assert main([*flags, str(images[0]), "--prompt", "cat", "--out", str(out), *_model_args(models_dir)]) == 0
+        assert "wrote" not in capsys.readouterr().out  # quiet: no summary line
+    proc = _run("mask", "-v", str(images[0]), "--prompt", "cat", "--out", str(tmp_path / "v"), *_model_args(models_dir))
+    assert proc.returncode == 0 and "DEBUG" in proc.stderr
+
+
+def test_detections_json_records_the_size_order_and_every_setting(images, models_dir, tmp_path):
+    out = tmp_path / "o"
+    assert main(["-q", "mask", str(images[2]), "--prompt", "cat", "--out", str(out), "--top-k", "1", "--grow", "2",
+                 *_model_args(models_dir)]) == 0
+    record = json.loads((out / "noise" / "detections.json").read_text())
+    assert record["image_size_order"] == "height, width"
+    assert record["image_size"] == [record["image_height"], record["image_width"]] == [40, 56]
+    settings = record["settings"]
+    for option in ("detector", "segmenter", "box_threshold", "text_threshold", "max_detections", "nms_iou", "multimask",
+                   "select", "top_k", "labels", "min_score", "invert", "grow", "fill_holes", "min_area", "feather",
+                   "threshold", "opacity", "device_used", "precision_used", "detector_path", "segmenter_path"):
+        assert option in settings, option
+    assert settings["top_k"] == 1 and settings["grow"] == 2
+    assert len(record["selected"]) == 1 and record["overlay_shows"] == "selected"
+    assert "torch" in record["versions"] and "transformers" in record["versions"]
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(images, models_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _run("mask", str(images[0]), "--prompt", "cat", "--out", str(blocker / "sub"), *_model_args(models_dir))
+    assert proc.returncode == 2 and "cannot create the output folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_without_torch_one_line():
+    # a Python where torch cannot be found: importlib's find_spec answers None for it
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
+                           "import importlib.util as u; u.find_spec = (lambda f: (lambda n, *a: None if n == 'torch' else f(n, *a)))(u.find_spec); "
+                           "from grounded_inpaint.cli import main; raise SystemExit(main(['mask', 'x.png', '--prompt', 'x', '--out', 'o']))"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "PyTorch is not installed" in proc.stderr, proc.stderr

@@ -273,7 +273,8 @@ class SamPredictorBase:
         """Masks for ``N`` prompts on the current image, decoded in one batched call.
 
         Arguments:
-            boxes: ``[N, 4]`` XYXY pixels of the original image, or ``None``.
+            boxes: ``[N, 4]`` XYXY pixels of the original image, or ``None`` (corners given the
+                other way round are put in order).
             point_coords: ``[N, P, 2]`` (x, y) pixels of the original image, or ``None``.
             point_labels: ``[N, P]``: 1 = foreground, 0 = background, -1 = padding (ignored point).
             mask_input: ``[N, m, m]`` low-resolution logits (``m = image_size / 4``), e.g. a previous
@@ -304,6 +305,13 @@ class SamPredictorBase:
                 )
         if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
             raise ValueError(f"boxes must be [N, 4] XYXY pixels; got {tuple(boxes.shape)}")
+        for name, t in (("boxes", boxes), ("point_coords", point_coords), ("mask_input", mask_input)):
+            if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} hold NaN or infinite values; give finite pixel coordinates / logits")
+        if point_labels is not None and not bool(((point_labels >= -1) & (point_labels <= 1)).all()):
+            raise ValueError("point_labels must be 1 (foreground), 0 (background) or -1 (padding)")
+        if boxes is not None:  # a box given as (x1, y1, x0, y0) means the same box: order the corners
+            boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], dim=1)
         n = sizes.pop()
         dev = self.device
         t_boxes = self.transform_boxes(boxes.to(dev)) if boxes is not None else None
