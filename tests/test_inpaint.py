@@ -351,3 +351,30 @@ def test_cli_main_runs_the_inpaint_subcommand(image_path, models_dir, sd_folder,
     assert (tmp_path / "ok" / "result.png").is_file()
     assert cli.main(["-q", "inpaint", *_argv(image_path, tmp_path / "no", models_dir, sd_folder, "--box-threshold", "0.99")]) == 1
     assert not (tmp_path / "no").exists()
+
+
+def test_cancel_inside_the_diffusion_steps(sd_folder):
+    """``interrupt`` is checked between the UNet's layers and after every step: it stops mid-run."""
+    pipe = load_inpaint_pipeline(sd_folder, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    image, mask = torch.rand(64, 64, 3), torch.ones(64, 64)
+    calls = []
+    inpaint_image(pipe, image, mask, "a cup", steps=3, size=64, seed=1, interrupt=lambda: calls.append(1))
+    per_run = len(calls)
+    assert per_run > 3 * 10  # many checks per denoising step, not one per image
+
+    class Cancelled(Exception):
+        pass
+
+    seen = []
+
+    def cancel_half_way():
+        seen.append(1)
+        if len(seen) >= per_run // 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        inpaint_image(pipe, image, mask, "a cup", steps=3, size=64, seed=1, interrupt=cancel_half_way)
+    assert len(seen) == per_run // 2
+    out = inpaint_image(pipe, image, mask, "a cup", steps=3, size=64, seed=1)  # and the next run works
+    assert out.shape == (64, 64, 3)
