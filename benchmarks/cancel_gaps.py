@@ -7,7 +7,10 @@ largest gap between consecutive calls is the worst-case time from a Cancel press
 stopping (plus the check itself), measured on this machine; the script prints the largest gaps and
 the modules that were running when they ended.
 
-Usage: ``python benchmarks/cancel_gaps.py [--size 3000x2000] [--boxes 4] [--sam meta|hf] [--sam3 FOLDER]``
+With ``--sam3`` it also runs SAM 3 at real size (transformers' default ``Sam3Config``, 840 M
+parameters, random weights, built in memory; needs transformers 5) on the same image.
+
+Usage: ``python benchmarks/cancel_gaps.py [--size 3000x2000] [--boxes 4] [--sam meta|hf] [--sam3]``
 (models are built once under ``--workdir``; see :mod:`grounded_inpaint.testing.real_size`).
 """
 
@@ -63,12 +66,35 @@ class GapRecorder:
         return gaps[0][0] if gaps else 0.0
 
 
+def _sam3_gaps(image) -> float:
+    """The longest gap in a real-size SAM 3 text → masks run on ``image`` (two concepts)."""
+    import tempfile
+
+    import torch
+    from transformers import CLIPTokenizer, Sam3Config, Sam3Model
+
+    from grounded_inpaint.sam3 import Sam3Segmenter
+    from grounded_inpaint.testing.tiny_diffusers import write_tiny_clip_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Sam3Model(Sam3Config()).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = CLIPTokenizer.from_pretrained(str(write_tiny_clip_tokenizer(folder)))
+    segmenter = Sam3Segmenter(model, tokenizer, image_size=int(model.config.vision_config.image_size))
+    rec = GapRecorder()
+    rec.watch(model)
+    segmenter.segment(image, "shoes, bag", interrupt=rec)
+    return rec.report("SAM 3 (840 M), 1008 px, 2 concepts")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="3000x2000", help="image WIDTHxHEIGHT (default 3000x2000)")
     parser.add_argument("--boxes", type=int, default=4, help="boxes SAM decodes (default 4)")
     parser.add_argument("--sam", choices=["meta", "hf"], default="meta", help="SAM layout (default meta)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--sam3", action="store_true", help="also SAM 3 at real size (random weights, transformers 5)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where the random-weight models are kept")
     args = parser.parse_args()
 
@@ -102,6 +128,9 @@ def main() -> int:
     dets = Detections(boxes, torch.ones(len(boxes)), ["x"] * len(boxes), (height, width))
     segment_image(predictor, image, dets, interrupt=rec)
     worst[f"SAM ViT-B ({args.sam})"] = rec.report(f"SAM ViT-B ({args.sam}): encoder 1024 px + {len(boxes)} boxes + masks at {width}x{height}")
+
+    if args.sam3:
+        worst["SAM 3"] = _sam3_gaps(image)
 
     print("worst gap per model: " + ", ".join(f"{k} {v:.3f} s" for k, v in worst.items()))
     print(f"worst gap overall: {max(worst.values()):.3f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tolerance import assert_masks_agree
 
@@ -55,6 +56,27 @@ def test_meta_lean_attention_matches_meta(meta_predictor, monkeypatch):
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(chunked, ref, atol=1e-5, rtol=1e-5)
     assert not any("forward" in b.attn.__dict__ for b in meta_predictor.model.image_encoder.blocks)
+
+
+@pytest.mark.parametrize("family", ["sam_hf", "sam_hq_hf"])
+def test_transformers_lean_attention_matches_transformers(models_dir, family, monkeypatch):
+    from grounded_inpaint.models import load_segmenter
+    from grounded_inpaint.sam import predictor as predictor_mod
+
+    root, paths = models_dir
+    predictor = load_segmenter(str(paths[family]), None, download=False, cache=False)
+    pixels = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        predictor.lean_attention = False
+        ref = predictor._encode(pixels)
+        predictor.lean_attention = True
+        got = predictor._encode(pixels)
+        monkeypatch.setattr(predictor_mod, "ATTENTION_QUERY_CHUNK", 1)  # one query row per chunk
+        chunked = predictor._encode(pixels)
+    for a, b, c in zip(*(x if isinstance(x, tuple) else (x,) for x in (ref, got, chunked))):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(c, a, atol=1e-5, rtol=1e-5)
+    assert not any("forward" in layer.attn.__dict__ for layer in predictor.model.vision_encoder.layers)
 
 
 def test_decoder_chunks_give_the_same_masks(hf_predictor, monkeypatch):

@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from ..errors import CheckpointError
-from .predictor import _IMAGENET_MEAN, _IMAGENET_STD, HFSamPredictor, load_transformers_sam
+from .predictor import _IMAGENET_MEAN, _IMAGENET_STD, HFSamPredictor, lean_vision_attention, load_transformers_sam
 
 __all__ = ["HFSamHQPredictor", "SamHQFeatures", "hq_mask_decoder_forward"]
 
@@ -93,7 +93,8 @@ class HFSamHQPredictor(HFSamPredictor):
 
     def _encode(self, pixels: torch.Tensor) -> SamHQFeatures:
         """``[1, 3, S, S]`` → ``(image_embeddings, early_vit_features)`` (see module docstring)."""
-        embeddings, intermediate = self.model.get_image_embeddings(pixels)
+        with lean_vision_attention(self.model.vision_encoder, self.lean_attention):
+            embeddings, intermediate = self.model.get_image_embeddings(pixels)
         if not intermediate:
             raise CheckpointError(
                 f"{self.source}: the SAM-HQ encoder has no global-attention block, so there is no early ViT "

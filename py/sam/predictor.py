@@ -17,6 +17,7 @@ Pre- and post-processing are shared by both back ends (so the same weights give 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -371,7 +372,8 @@ def _meta_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     ``q·R_h`` and ``q·R_w`` of the *unscaled* query, softmax, ``·v``), but the ``[B·heads, N, N]``
     score matrix of the global-attention blocks (N = 4096 at 1024 px: 805 MB in fp32 for ViT-B,
     and Meta's code holds three of them at once) is never materialised in full: the queries are
-    processed in chunks of :data:`ATTENTION_QUERY_CHUNK` rows with a fused attention kernel.
+    processed in chunks of :data:`ATTENTION_QUERY_CHUNK` rows with a fused attention kernel, and
+    Cancel is checked between chunks (:func:`grounded_inpaint.interrupt.checkpoint`).
 
     Arguments:
         attn: a ``segment_anything.modeling.image_encoder.Attention``.
@@ -382,8 +384,20 @@ def _meta_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     from segment_anything.modeling.image_encoder import get_rel_pos
 
+    return _chunked_vit_attention(attn, x, attn.num_heads, get_rel_pos)
+
+
+def _hf_attention(attn: torch.nn.Module, hidden_states: torch.Tensor, output_attentions: Any = None, **_: Any):
+    """transformers' ``SamVisionAttention.forward`` (SAM, SAM-HQ) as :func:`_meta_attention` computes it.
+
+    Returns ``(output, None)``: the attention weights are never materialised (nothing here asks for them).
+    """
+    return _chunked_vit_attention(attn, hidden_states, attn.num_attention_heads, attn.get_rel_pos), None
+
+
+def _chunked_vit_attention(attn: torch.nn.Module, x: torch.Tensor, heads: int, get_rel_pos: Any) -> torch.Tensor:
+    """SAM's ViT attention with decomposed relative positions, in query chunks (see :func:`_meta_attention`)."""
     b, h, w, _ = x.shape
-    heads = attn.num_heads
     qkv = attn.qkv(x).reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)  # [B, heads, N, d]
     d = q.shape[-1]
@@ -405,6 +419,25 @@ def _meta_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         out[:, :, rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask.to(q.dtype) if mask is not None else None, scale=attn.scale)
     out = out.view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
     return attn.proj(out)
+
+
+@contextlib.contextmanager
+def lean_vision_attention(vision_encoder: torch.nn.Module, enabled: bool = True):
+    """While active, the ViT attention modules of a transformers SAM / SAM-HQ ``vision_encoder`` run
+    :func:`_hf_attention` (same results within float rounding; no ``[heads, N, N]`` matrix, and Cancel
+    is checked between query chunks instead of once per 2–5 s global-attention block on a CPU)."""
+    patched = []
+    if enabled:
+        for layer in getattr(vision_encoder, "layers", []):
+            attn = getattr(layer, "attn", None)
+            if attn is not None and hasattr(attn, "qkv") and hasattr(attn, "get_rel_pos") and "forward" not in attn.__dict__:
+                attn.forward = functools.partial(_hf_attention, attn)
+                patched.append(attn)
+    try:
+        yield
+    finally:
+        for attn in patched:
+            del attn.forward
 
 
 class MetaSamPredictor(SamPredictorBase):
@@ -554,8 +587,12 @@ class HFSamPredictor(SamPredictorBase):
         model, mean, std = load_transformers_sam(SamModel, path, kind="SAM", example="facebook/sam-vit-base")
         return cls(model.to(device=device, dtype=dtype), mean=mean, std=std, source=str(path))
 
+    #: Run the vision encoder's attention with :func:`lean_vision_attention`.
+    lean_attention = True
+
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.get_image_embeddings(pixels)
+        with lean_vision_attention(self.model.vision_encoder, self.lean_attention):
+            return self.model.get_image_embeddings(pixels)
 
     def _decode(self, boxes, points, labels, masks, multimask_output):
         model = self.model
