@@ -87,3 +87,14 @@ def test_every_known_model_has_a_folder_of_its_family_and_an_architecture():
         assert known.arch, known.name
         assert known.is_folder == bool(known.files), known.name
         assert known.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", known.sha256), known.name
+
+
+def test_readme_figure_is_made_by_the_commands_it_shows():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_cli_example", ROOT / "tools" / "render_cli_example.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    readme = (ROOT / "README.md").read_text()
+    for command in tool.readme_commands():
+        assert command in readme, command
