@@ -452,6 +452,21 @@ def _inner_contour(mask: torch.Tensor, width: int) -> torch.Tensor:
     return mask & near_background
 
 
+#: The colour fill works on blocks of about this many pixels of an instance's bounding box.
+_FILL_BLOCK_PIXELS = 1 << 18
+
+
+def _own_rgb(image: Any) -> torch.Tensor:
+    """``to_rgb(image)`` as a tensor that shares no memory with ``image`` (so it may be drawn on).
+
+    :func:`to_rgb` already returns a new tensor; the copy is made only if it ever did not.
+    """
+    out = to_rgb(image, name="image")
+    if torch.is_tensor(image) and out.untyped_storage().data_ptr() == image.untyped_storage().data_ptr():
+        out = out.clone()
+    return out
+
+
 def _instance_boxes(masks: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
     """``(y0, y1, x0, x1)`` (ends exclusive) of the True pixels of each ``[N, H, W]`` mask, or None."""
     rows = masks.any(dim=2).cpu()
@@ -503,9 +518,8 @@ def draw_segments(
             ``0..1`` (NaN and infinity included).
     """
     opacity = fraction("opacity", opacity)  # type: ignore[assignment]
-    image = to_rgb(image, name="image")
-    _check_size(image, segments.image_size, "segments.image_size")
-    out = image.clone()
+    out = _own_rgb(image)
+    _check_size(out, segments.image_size, "segments.image_size")
     n = len(segments)
     if n == 0:
         return out
@@ -517,9 +531,13 @@ def draw_segments(
             if extent is None:
                 continue
             y0, y1, x0, x1 = extent
-            region = instance_masks[i, y0:y1, x0:x1, None]
-            window = out[y0:y1, x0:x1]
-            out[y0:y1, x0:x1] = torch.where(region, window * (1.0 - opacity) + colours[i] * opacity, window)
+            # Blocks of rows keep the temporaries small (the same arithmetic, pixel for pixel).
+            step = max(1, _FILL_BLOCK_PIXELS // (x1 - x0))
+            for top in range(y0, y1, step):
+                bottom = min(y1, top + step)
+                region = instance_masks[i, top:bottom, x0:x1, None]
+                window = out[top:bottom, x0:x1]
+                window.copy_(torch.where(region, window * (1.0 - opacity) + colours[i] * opacity, window))
     if contours:
         height, width = _size_of(out)
         line = _line_width(height, width)
@@ -559,9 +577,8 @@ def draw_detections(
     Raises:
         ValueError: the image and the detections differ in size.
     """
-    image = to_rgb(image, name="image")
-    _check_size(image, detections.image_size, "detections.image_size")
-    out = image.clone()
+    out = _own_rgb(image)
+    _check_size(out, detections.image_size, "detections.image_size")
     if len(detections) == 0:
         return out
     colours = palette(len(detections)).to(out.device)

@@ -11,6 +11,7 @@ such input). ComfyUI's own min/max checks protect the canvas, but not API users:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,11 +32,16 @@ from grounded_inpaint.structures import Detections, Segments
 NAN, INF = float("nan"), float("inf")
 
 
-def _segments(h: int = 24, w: int = 32) -> Segments:
+def _segments(h: int = 24, w: int = 32, cls: type = Segments) -> Segments:
     m = torch.zeros(2, h, w, dtype=torch.bool)
     m[0, 4:12, 4:12] = True
     m[1, 10:20, 14:30] = True
-    return Segments(m, torch.tensor([[4.0, 4, 12, 12], [14, 10, 30, 20]]), torch.tensor([0.9, 0.6]), torch.ones(2), ["a", "b"], (h, w))
+    return cls(m, torch.tensor([[4.0, 4, 12, 12], [14, 10, 30, 20]]), torch.tensor([0.9, 0.6]), torch.ones(2), ["a", "b"], (h, w))
+
+
+def _pack_segments(pack) -> Segments:  # noqa: F811
+    """Segments of the pack's own copy of the library, as the nodes upstream in ComfyUI make them."""
+    return _segments(cls=sys.modules[f"{pack.__name__}.py.structures"].Segments)
 
 
 @dataclass(frozen=True)
@@ -174,9 +180,9 @@ def _node_inputs(pack, comfy, models_dir, node_id: str) -> dict:  # noqa: F811
         return dict(image=torch.rand(1, 16, 16, 3), detector=det, prompt="cat", box_threshold=0.3, text_threshold=0.25,
                     max_detections=0, nms_iou=0.5)
     if node_id == "GroundedInpaintMaskFromSegments":
-        return dict(segments=[_segments()], invert=False, grow=0, feather=0.0, fill_holes=True, min_area=0)
+        return dict(segments=[_pack_segments(pack)], invert=False, grow=0, feather=0.0, fill_holes=True, min_area=0)
     if node_id == "GroundedInpaintOverlay":
-        return dict(image=torch.rand(1, 24, 32, 3), opacity=0.5, show_boxes=True, show_labels=True, segments=[_segments()])
+        return dict(image=torch.rand(1, 24, 32, 3), opacity=0.5, show_boxes=True, show_labels=True, segments=[_pack_segments(pack)])
     if node_id == "GroundedInpaintCutOut":
         return dict(image=torch.rand(1, 24, 32, 3), mask=_segments().union()[None], crop=True, padding=0)
     if node_id == "GroundedInpaintComposite":

@@ -282,7 +282,10 @@ def _load_node(pack, models_dir, **kw):  # noqa: F811
 
 def test_nodes_text_to_masks_to_inpaint_mask(pack, sam3_comfy, models_dir):  # noqa: F811
     choices = pack.NODE_CLASS_MAPPINGS["GroundedInpaintLoadSam3"].INPUT_TYPES()["required"]["model_name"][0]
-    assert choices[0] == "sam3-tiny-random" and "sam3" in choices  # local first, then the download
+    choice_name = sys.modules[f"{PACK_NAME}.nodes.runtime"].choice_name
+    names = [choice_name(c) for c in choices]
+    assert names[0] == "sam3-tiny-random" and "sam3" in names  # local first, then the download
+    assert choices[names.index("sam3")].endswith(" GB)")  # marked with its download size
     model = _load_node(pack, models_dir)
     assert model.patcher is not None and len(sam3_comfy.patchers) == 1  # handed to ComfyUI's memory manager
     images = torch.rand(3, 32, 48, 3)
