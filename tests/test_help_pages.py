@@ -72,3 +72,27 @@ def test_every_page_belongs_to_a_node_and_lists_its_inputs_and_outputs(pack):
             assert f"- **`{name}`** (" in inputs, f"{node_id}.md does not describe the input {name!r}"
         for name in cls.RETURN_NAMES:
             assert f"- **`{name}`** (" in outputs, f"{node_id}.md does not describe the output {name!r}"
+
+
+_BULLET = re.compile(r"^- \*\*`(?P<name>[^`]+)`\*\* \((?P<type>INT|FLOAT|BOOLEAN)[^;]*; default (?P<default>`[^`]+`|on|off)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
+def test_documented_defaults_are_the_nodes_defaults(page, pack):
+    spec = pack.NODE_CLASS_MAPPINGS[page.stem].INPUT_TYPES()
+    inputs = {**spec.get("required", {}), **spec.get("optional", {})}
+    checked = 0
+    for line in page.read_text(encoding="utf-8").splitlines():
+        m = _BULLET.match(line)
+        if not m or m["name"] not in inputs:
+            continue
+        actual = inputs[m["name"]][1]["default"]
+        text = m["default"].strip("`")
+        documented = {"on": True, "off": False}.get(text, text)
+        if m["type"] == "BOOLEAN":
+            assert documented is actual, f"{page.name}: {m['name']} documented as default {text}, the node says {actual}"
+        else:
+            assert float(documented) == pytest.approx(float(actual)), f"{page.name}: {m['name']} default {text}, the node says {actual}"
+        checked += 1
+    numeric = [k for k, v in inputs.items() if v[0] in ("INT", "FLOAT", "BOOLEAN")]
+    assert checked == len(numeric), f"{page.name}: documented defaults found for {checked} of {numeric}"
