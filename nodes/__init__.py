@@ -6,7 +6,7 @@ refer to them by id. Display names can change.
 
 from __future__ import annotations
 
-from . import runtime
+from . import editor, runtime
 from .imaging import Composite, CutOut, Overlay
 from .loaders import LoadGroundingDino, LoadSam
 from .masking import MaskFromSegments, SegmentsInfo
@@ -14,6 +14,7 @@ from .sam3 import LoadSam3, Sam3Segment
 from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
 
 runtime.register_model_folders()
+editor.register_routes()  # the editor's live masks, on ComfyUI's own server (nothing outside ComfyUI)
 
 _NODES = (
     ("GroundedInpaintLoadGroundingDino", LoadGroundingDino, "Load GroundingDINO Model"),

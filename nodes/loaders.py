@@ -7,7 +7,7 @@ import functools
 import torch
 
 from ..py.models import load_detector, load_segmenter
-from . import runtime
+from . import editor, runtime
 from .common import CATEGORY, DETECTOR_TYPE, SAM_TYPE, tip
 
 _DEVICE = (["auto", "cpu"], tip("auto: ComfyUI's device (GPU when there is one; follows --cpu, --lowvram, --novram). cpu: always run this model on the CPU.", default="auto"))
@@ -108,4 +108,6 @@ class LoadSam:
         return runtime.validate_choice("sam", model_name)
 
     def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
-        return (_load("sam", model_name, device, precision, load_segmenter, auto_half=True),)
+        managed = _load("sam", model_name, device, precision, load_segmenter, auto_half=True)
+        editor.remember_model(managed.name, managed)  # a weak reference: the editor's live masks may use it
+        return (managed,)

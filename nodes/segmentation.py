@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..py.batch import as_image_batch, as_mask_batch, batch_size_for, check_detections, union_masks
 from ..py.detector import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD
 from ..py.overlay import draw_detections, draw_segments
 from ..py.pipeline import grounded_segment
+from ..py.objects import parse_objects
 from ..py.segment import parse_points, segment
-from . import runtime
-from .common import CATEGORY, DETECTIONS_TYPE, DETECTOR_TYPE, SAM_TYPE, SEGMENTS_TYPE, tip
+from . import editor, runtime
+from .common import CATEGORY, DETECTIONS_TYPE, DETECTOR_TYPE, EDITOR_OPTION, SAM_TYPE, SEGMENTS_TYPE, tip
+
+log = logging.getLogger("grounded_inpaint.nodes")
 
 _PROMPT = ("STRING", tip(
     'What to find. Separate several objects with ".", ",", ";" or new lines — e.g. "shoes" or "dress, handbag". '
@@ -76,8 +81,10 @@ class SamSegment:
         "Cuts out each detected object with SAM: one mask per box, at the image's full resolution, with its label, "
         "score and SAM's quality estimate (SEGMENTS). Clicks apply to every image of the batch: each click refines "
         "every box that contains it; clicks outside all boxes (or with no DETECTIONS) form one more object when at "
-        "least one of them is positive (negative-only clicks there are ignored, with a warning). A MASK input adds one "
-        "object prompted by that mask. Each image is encoded once and all its prompts are answered in one pass."
+        "least one of them is positive (negative-only clicks there are ignored, with a warning). The editor on the node "
+        "(click, right click, drag; live masks) adds named objects, each a box and/or clicks, each one instance with "
+        "its name as label. A MASK input adds one object prompted by that mask. Each image is encoded once and all "
+        "its prompts are answered in one pass."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = (SEGMENTS_TYPE, "MASK", "IMAGE")
@@ -100,23 +107,35 @@ class SamSegment:
                 "positive_points": ("STRING", tip('Clicks on the object, in image pixels, as JSON: [{"x": 120, "y": 80}].', default="")),
                 "negative_points": ("STRING", tip('Clicks on what is not the object, as JSON: [{"x": 40, "y": 30}].', default="")),
                 "mask": ("MASK", tip("A rough mask of one object (one per image, or one for all); SAM refines it.")),
+                "objects": ("STRING", tip(
+                    "Named objects drawn in the editor on this node (click = point, right click = negative point, drag = "
+                    "box): each becomes one instance labelled with its name. Saved as JSON in image pixels, e.g. "
+                    '{"objects": [{"name": "cup", "box": [40, 30, 200, 180], "points": [[120, 90, 1]]}]}.',
+                    default="", **{EDITOR_OPTION: "sam"})),
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def segment(self, image, sam_model, multimask, detections=None, positive_points="", negative_points="", mask=None):
+    def segment(self, image, sam_model, multimask, detections=None, positive_points="", negative_points="", mask=None,
+                objects="", unique_id=None):
         images = as_image_batch(image)
         if detections is not None:
             check_detections(detections, images)
         points = parse_points(positive_points, positive=True, name="positive_points") + parse_points(
             negative_points, positive=False, name="negative_points")
+        spec = parse_objects(objects)
+        for note in spec.notes:
+            log.warning("objects: %s", note)
         masks = as_mask_batch(mask) if mask is not None else None
         if masks is not None and batch_size_for(image=images.shape[0], mask=masks.shape[0]) != images.shape[0]:
             raise ValueError(f"{masks.shape[0]} masks were given for {images.shape[0]} image(s); give one mask, or one per image")
         bar = runtime.progress_bar(images.shape[0])
         with runtime.models_on_device(sam_model):
-            segments = segment(sam_model.engine, images, detections, points=points, mask_prompts=masks, multimask=multimask,
-                               progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt)
-        return _segment_outputs(images, segments)
+            segments = segment(sam_model.engine, images, detections, points=points, objects=spec, mask_prompts=masks,
+                               multimask=multimask, progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt)
+        out = _segment_outputs(images, segments)
+        out["ui"].update(editor.record_run(unique_id, sam_model, images, detections, points, spec, segments))
+        return out
 
 
 def _segment_outputs(images: torch.Tensor, segments):

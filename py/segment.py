@@ -5,6 +5,9 @@
 * every detection box is one prompt (its label and score are carried over);
 * user points (:class:`Point`) refine the box that contains them; points outside every box form
   one extra instance labelled ``"points"``; with no boxes at all, the points are that instance;
+* named objects from the editor (:mod:`grounded_inpaint.objects`: a box and/or clicks each) become
+  one instance each, labelled with their names; the clicks of an object without a box refine the
+  detected boxes that contain them, like plain clicks;
 * a mask prompt (a rough ``[H, W]`` mask) becomes one extra instance labelled ``"mask"``, prompted
   with the mask's bounding box and the mask itself;
 * an image with no prompt at all yields an empty :class:`Segments` of the right size.
@@ -21,10 +24,23 @@ import torch
 
 from .images import to_mask, to_rgb, to_rgb_list
 from .interrupt import InterruptCheck
+from .objects import ObjectsSpec, check_objects_on_image
 from .sam.predictor import SamPredictorBase
 from .structures import Detections, Segments
 
-__all__ = ["Point", "parse_points", "segment", "segment_image", "Multimask", "mask_bbox", "MAX_POINTS"]
+__all__ = [
+    "MAX_POINTS",
+    "Multimask",
+    "Point",
+    "PromptPlan",
+    "decode_plan_masks",
+    "decode_plans",
+    "mask_bbox",
+    "parse_points",
+    "plan_prompts",
+    "segment",
+    "segment_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,127 +124,225 @@ def _inside(point: Point, box: torch.Tensor) -> bool:
     return x0 <= point.x <= x1 and y0 <= point.y <= y1
 
 
-def segment_image(
-    predictor: SamPredictorBase,
-    image: torch.Tensor,
+@dataclass(frozen=True)
+class PromptPlan:
+    """One SAM prompt, i.e. one future instance: what prompts it and where it came from.
+
+    Attributes:
+        box: ``[4]`` XYXY pixels, or ``None``.
+        points: the clicks prompting it.
+        mask: a ``[H, W]`` rough mask prompt, or ``None``.
+        label: the instance's label.
+        score: the instance's score (the detection's, 1.0 for clicks, objects and the mask).
+        source: ``("detection", i)``, ``("object", i)`` (object ``i`` of the ``objects`` input),
+            ``("points", 0)`` (the plain click inputs) or ``("mask", 0)``.
+    """
+
+    box: torch.Tensor | None
+    points: tuple[Point, ...]
+    mask: torch.Tensor | None
+    label: str
+    score: float
+    source: tuple[str, int]
+
+
+def plan_prompts(
+    size: tuple[int, int],
     detections: Detections | None = None,
     *,
     points: Sequence[Point] = (),
+    objects: ObjectsSpec | None = None,
     mask_prompt: torch.Tensor | None = None,
-    multimask: Multimask = "auto",
-    interrupt: InterruptCheck | None = None,
-) -> Segments:
-    """Segment one ``[H, W, 3]`` image; see the module docstring for how prompts are formed.
+    warn: bool = True,
+) -> list[PromptPlan]:
+    """The prompts :func:`segment_image` decodes for an image of ``size`` = ``(height, width)``, in order.
 
-    Arguments:
-        interrupt: called between the layers of SAM's encoder and decoder; raise from it to stop.
+    1. every detection box, with the clicks that lie inside it (plain clicks and the clicks of
+       objects without a box);
+    2. every object with a box (its box and all its clicks), and every object without a box whose
+       clicks outside all detection boxes include a positive one (those clicks), labelled with its name;
+    3. the plain clicks outside every box, labelled ``"points"``, when one of them is positive;
+    4. the mask prompt (its bounding box and the mask), labelled ``"mask"``, unless it is empty.
+
+    Clicks that are dropped (negative clicks outside every box with no positive click to go with
+    them) are logged as a warning unless ``warn`` is false (the editor's live previews).
+
+    Raises:
+        ValueError: a point, box or object lies outside the image, the detections were made on an
+            image of another size, or the mask prompt has another size.
     """
-    if multimask not in ("auto", "best", "single"):
-        raise ValueError(f"multimask must be 'auto', 'best' or 'single'; got {multimask!r}")
-    image = to_rgb(image)
-    h, w = int(image.shape[0]), int(image.shape[1])
+    h, w = int(size[0]), int(size[1])
     _check_points(points, h, w)
+    if objects is not None:
+        check_objects_on_image(objects, h, w)
     if detections is not None and tuple(detections.image_size) != (h, w):
         raise ValueError(
             f"the detections were made on a {detections.image_size[1]}x{detections.image_size[0]} image but the "
             f"image to segment is {w}x{h}; run detection and segmentation on the same images"
         )
     boxes = detections.boxes if detections is not None else torch.zeros(0, 4)
-    labels = list(detections.labels) if detections is not None else []
-    scores = detections.scores.tolist() if detections is not None else []
+    det_labels = list(detections.labels) if detections is not None else []
+    det_scores = detections.scores.tolist() if detections is not None else []
+    refinements: list[list[Point]] = [[] for _ in det_labels]
 
-    prompt_points: list[list[Point]] = [[] for _ in range(len(labels))]
-    loose: list[Point] = []
-    for p in points:
-        owners = [i for i in range(len(labels)) if _inside(p, boxes[i])]
-        for i in owners:
-            prompt_points[i].append(p)
-        if not owners:
-            loose.append(p)
-    prompt_boxes: list[torch.Tensor | None] = [boxes[i] for i in range(len(labels))]
-    prompt_masks: list[torch.Tensor | None] = [None] * len(labels)
-    if loose and any(p.positive for p in loose):
-        prompt_boxes.append(None)
-        prompt_points.append(loose)
-        prompt_masks.append(None)
-        labels.append("points")
-        scores.append(1.0)
-    elif loose:
-        log.warning("%d background point(s) lie outside every box and were ignored (no foreground point to go with them)", len(loose))
+    def assign(clicks: Sequence[Point]) -> list[Point]:
+        """Add each click to every detection box containing it; return the clicks outside all boxes."""
+        loose = []
+        for p in clicks:
+            owners = [i for i in range(len(det_labels)) if _inside(p, boxes[i])]
+            for i in owners:
+                refinements[i].append(p)
+            if not owners:
+                loose.append(p)
+        return loose
+
+    loose_points = assign(points)
+    object_plans: list[PromptPlan] = []
+    for index, obj in enumerate(objects.objects if objects is not None else ()):
+        clicks = [Point(x, y, positive) for x, y, positive in obj.points]
+        if obj.box is not None:
+            object_plans.append(PromptPlan(torch.tensor(obj.box, dtype=torch.float32), tuple(clicks), None, obj.name, 1.0, ("object", index)))
+            continue
+        own = assign(clicks)
+        if own and any(p.positive for p in own):
+            object_plans.append(PromptPlan(None, tuple(own), None, obj.name, 1.0, ("object", index)))
+        elif own and warn:
+            log.warning("object %r: %d negative click(s) lie outside every detected box and were ignored "
+                        "(no positive click or box to go with them)", obj.name, len(own))
+    plans = [PromptPlan(boxes[i], tuple(refinements[i]), None, det_labels[i], float(det_scores[i]), ("detection", i))
+             for i in range(len(det_labels))]
+    plans += object_plans
+    if loose_points and any(p.positive for p in loose_points):
+        plans.append(PromptPlan(None, tuple(loose_points), None, "points", 1.0, ("points", 0)))
+    elif loose_points and warn:
+        log.warning("%d background point(s) lie outside every box and were ignored (no foreground point to go with them)", len(loose_points))
     if mask_prompt is not None:
         m = to_mask(mask_prompt, name="mask prompt")
         if tuple(m.shape) != (h, w):
             raise ValueError(f"the mask prompt is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}")
         box = mask_bbox(m)
         if box is not None:
-            prompt_boxes.append(box)
-            prompt_points.append([])
-            prompt_masks.append(m)
-            labels.append("mask")
-            scores.append(1.0)
+            plans.append(PromptPlan(box, (), m, "mask", 1.0, ("mask", 0)))
+    return plans
 
-    if not labels:
+
+def segment_image(
+    predictor: SamPredictorBase,
+    image: torch.Tensor,
+    detections: Detections | None = None,
+    *,
+    points: Sequence[Point] = (),
+    objects: ObjectsSpec | None = None,
+    mask_prompt: torch.Tensor | None = None,
+    multimask: Multimask = "auto",
+    interrupt: InterruptCheck | None = None,
+) -> Segments:
+    """Segment one ``[H, W, 3]`` image; see the module docstring and :func:`plan_prompts` for how
+    prompts are formed.
+
+    Arguments:
+        objects: named objects from the editor (:func:`grounded_inpaint.objects.parse_objects`).
+        interrupt: called between the layers of SAM's encoder and decoder; raise from it to stop.
+    """
+    if multimask not in ("auto", "best", "single"):
+        raise ValueError(f"multimask must be 'auto', 'best' or 'single'; got {multimask!r}")
+    image = to_rgb(image)
+    h, w = int(image.shape[0]), int(image.shape[1])
+    plans = plan_prompts((h, w), detections, points=points, objects=objects, mask_prompt=mask_prompt)
+    if not plans:
         return Segments.empty((h, w))
 
     predictor.set_image(image, interrupt=interrupt)
     try:
-        return _decode_prompts(predictor, (h, w), prompt_boxes, prompt_points, prompt_masks, labels, scores, multimask, interrupt)
+        return decode_plans(predictor, plans, multimask=multimask, interrupt=interrupt)
     finally:
         predictor.reset_image()
 
 
-def _decode_prompts(
+def decode_plans(
     predictor: SamPredictorBase,
-    size: tuple[int, int],
-    prompt_boxes: list[torch.Tensor | None],
-    prompt_points: list[list[Point]],
-    prompt_masks: list[torch.Tensor | None],
-    labels: list[str],
-    scores: list[float],
-    multimask: Multimask,
-    interrupt: InterruptCheck | None,
+    plans: Sequence[PromptPlan],
+    *,
+    multimask: Multimask = "auto",
+    interrupt: InterruptCheck | None = None,
 ) -> Segments:
-    """Decode every prompt on the image set in ``predictor`` → one instance each, in prompt order."""
-    h, w = size
-    n = len(labels)
-    has_box = [b is not None for b in prompt_boxes]
-    n_points = max((len(p) for p in prompt_points), default=0)
+    """Decode ``plans`` on the image set in ``predictor`` → one instance each, in order.
+
+    The predictor keeps its image (the caller sets and resets it).
+    """
+    if multimask not in ("auto", "best", "single"):
+        raise ValueError(f"multimask must be 'auto', 'best' or 'single'; got {multimask!r}")
+    if predictor.original_size is None:
+        raise RuntimeError("an image must be set with .set_image(...) before decoding prompts")
+    size = predictor.original_size
+    if not plans:
+        return Segments.empty(size)
+    if predictor.mask_output_size not in (None, tuple(size)):
+        raise ValueError("decode_plans gives full-size masks; use decode_plan_masks with a mask_output_size")
+    masks, quality, boxes = decode_plan_masks(predictor, plans, multimask=multimask, interrupt=interrupt)
+    return Segments(masks, boxes, torch.tensor([p.score for p in plans]), quality, [p.label for p in plans], size)
+
+
+def decode_plan_masks(
+    predictor: SamPredictorBase,
+    plans: Sequence[PromptPlan],
+    *,
+    multimask: Multimask = "auto",
+    interrupt: InterruptCheck | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decode ``plans`` on the image set in ``predictor``, in order.
+
+    Returns:
+        ``masks`` ``[N, h, w]`` bool at the predictor's mask size (the original size, or its
+        ``mask_output_size``), ``quality`` ``[N]`` SAM's predicted IoU, and ``boxes`` ``[N, 4]`` XYXY in
+        pixels of the original image (the prompt's box; for click and mask prompts the box around
+        the mask found, zeros when it is empty).
+    """
+    if multimask not in ("auto", "best", "single"):
+        raise ValueError(f"multimask must be 'auto', 'best' or 'single'; got {multimask!r}")
+    if predictor.original_size is None:
+        raise RuntimeError("an image must be set with .set_image(...) before decoding prompts")
+    h, w = predictor.original_size
+    mh, mw = predictor.mask_output_size or (h, w)
+    n = len(plans)
+    n_points = max((len(p.points) for p in plans), default=0)
     # Prompts with and without a box (or mask) cannot share one decoder call (different token counts
     # and dense inputs), nor can "single" and "best" outputs: group them, decode each group in one
     # call (usually there is just one group), and put the results back in prompt order.
     groups: dict[tuple[bool, bool, bool], list[int]] = {}
-    for i in range(n):
-        with_box = has_box[i]
+    for i, plan in enumerate(plans):
+        with_box = plan.box is not None
         mode = multimask if multimask != "auto" else ("single" if with_box else "best")
-        groups.setdefault((with_box, mode == "single", prompt_masks[i] is not None), []).append(i)
-    masks = torch.zeros(n, h, w, dtype=torch.bool)
+        groups.setdefault((with_box, mode == "single", plan.mask is not None), []).append(i)
+    masks = torch.zeros(n, mh, mw, dtype=torch.bool)
     quality = torch.zeros(n)
     out_boxes = torch.zeros(n, 4)
+    to_original = torch.tensor([w / mw, h / mh, w / mw, h / mh])
     for (with_box, single, with_mask), idx in groups.items():
         kwargs: dict[str, Any] = {"multimask": "single" if single else "best"}
         if with_box:
-            kwargs["boxes"] = torch.stack([prompt_boxes[i] for i in idx]).float()
+            kwargs["boxes"] = torch.stack([plans[i].box for i in idx]).float()  # type: ignore[misc]
         if n_points:
             coords = torch.zeros(len(idx), n_points, 2)
             lab = torch.full((len(idx), n_points), -1, dtype=torch.long)
             for row, i in enumerate(idx):
-                for col, p in enumerate(prompt_points[i]):
+                for col, p in enumerate(plans[i].points):
                     coords[row, col] = torch.tensor([p.x, p.y])
                     lab[row, col] = 1 if p.positive else 0
             if bool((lab >= 0).any()):
                 kwargs["point_coords"], kwargs["point_labels"] = coords, lab
         if with_mask:
-            kwargs["mask_input"] = torch.stack([predictor.mask_to_logits(prompt_masks[i]) for i in idx])
+            kwargs["mask_input"] = torch.stack([predictor.mask_to_logits(plans[i].mask) for i in idx])  # type: ignore[arg-type]
         pred = predictor.predict(**kwargs, interrupt=interrupt)
         for row, i in enumerate(idx):
             masks[i] = pred.masks[row, 0].cpu()
             quality[i] = pred.iou[row, 0].cpu()
-            if prompt_boxes[i] is not None and labels[i] != "mask":
-                out_boxes[i] = prompt_boxes[i]
+            if plans[i].box is not None and plans[i].mask is None:
+                out_boxes[i] = plans[i].box  # type: ignore[assignment]
             else:
                 found = mask_bbox(masks[i])
-                out_boxes[i] = found if found is not None else torch.zeros(4)
-    return Segments(masks, out_boxes, torch.tensor(scores), quality, labels, (h, w))
+                out_boxes[i] = found * to_original if found is not None else torch.zeros(4)
+    return masks, quality, out_boxes
 
 
 def segment(
@@ -237,6 +351,7 @@ def segment(
     detections: Sequence[Detections | None] | None = None,
     *,
     points: Sequence[Point] | Sequence[Sequence[Point]] = (),
+    objects: ObjectsSpec | None = None,
     mask_prompts: Sequence[torch.Tensor | None] | torch.Tensor | None = None,
     multimask: Multimask = "auto",
     progress: Callable[[int, int], None] | None = None,
@@ -249,6 +364,8 @@ def segment(
         images: ``[B, H, W, C]`` tensor or list of images.
         detections: one :class:`Detections` (or ``None``) per image, or ``None`` for no boxes.
         points: clicks shared by all images (a flat list), or one list per image.
+        objects: named objects (boxes and clicks) shared by all images, from
+            :func:`grounded_inpaint.objects.parse_objects`.
         mask_prompts: ``[B, H, W]`` / one ``[H, W]`` mask (or ``None``) per image; a single ``[H, W]``
             mask applies to every image.
         multimask: ``"auto"`` (single mask for box prompts, best of 3 otherwise), ``"best"`` or
@@ -288,7 +405,7 @@ def segment(
         if interrupt is not None:
             interrupt()
         results.append(
-            segment_image(predictor, picture, dets[i], points=per_image_points[i], mask_prompt=masks[i],
+            segment_image(predictor, picture, dets[i], points=per_image_points[i], objects=objects, mask_prompt=masks[i],
                           multimask=multimask, interrupt=interrupt)
         )
         if progress is not None:

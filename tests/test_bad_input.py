@@ -26,6 +26,7 @@ from grounded_inpaint import masks, overlay
 from grounded_inpaint.cache import FeatureCache
 from grounded_inpaint.cli import main as cli_main
 from grounded_inpaint.inpaint import inpaint_image, working_size
+from grounded_inpaint.objects import parse_objects
 from grounded_inpaint.segment import Point, segment_image
 from grounded_inpaint.structures import Detections, Segments
 
@@ -113,6 +114,12 @@ TABLE = [
     Row("budget_bytes", -1, lambda v, fx: FeatureCache(budget_bytes=v)),
     Row("budget_bytes", NAN, lambda v, fx: FeatureCache(budget_bytes=v)),
     Row("point", Point(500.0, 5.0), lambda v, fx: segment_image(fx["sam"], torch.rand(16, 16, 3), points=[v])),
+    Row("objects", '{"objects": [{"name": "cup", "box": [0, NaN, 4, 4]}]}',
+        lambda v, fx: segment_image(fx["sam"], torch.rand(16, 16, 3), objects=parse_objects(v)), None,
+        ("GroundedInpaintSegment", "objects")),
+    Row("objects", '{"objects": [{"name": "cup", "points": [[500, 5, 1]]}]}',
+        lambda v, fx: segment_image(fx["sam"], torch.rand(16, 16, 3), objects=parse_objects(v)), None,
+        ("GroundedInpaintSegment", "objects")),
     Row("boxes", [[0.0, NAN, 4.0, 4.0]], lambda v, fx: Detections(v, [0.5], ["x"], (16, 16))),
     Row("scores", [NAN], lambda v, fx: Detections([[0.0, 0, 4, 4]], v, ["x"], (16, 16))),
     Row("threshold", NAN, lambda v, fx: fx["sam3"].segment(torch.rand(16, 16, 3), "cat", threshold=v) if fx["sam3"] else _skip()),
@@ -179,6 +186,9 @@ def _node_inputs(pack, comfy, models_dir, node_id: str) -> dict:  # noqa: F811
         (det,) = call(pack, "GroundedInpaintLoadGroundingDino", model_name=paths["grounding_dino"].name, device="auto", precision="auto")
         return dict(image=torch.rand(1, 16, 16, 3), detector=det, prompt="cat", box_threshold=0.3, text_threshold=0.25,
                     max_detections=0, nms_iou=0.5)
+    if node_id == "GroundedInpaintSegment":
+        (sam,) = call(pack, "GroundedInpaintLoadSam", model_name=paths["sam_meta"].name, device="auto", precision="auto")
+        return dict(image=torch.rand(1, 16, 16, 3), sam_model=sam, multimask="auto", positive_points='[{"x": 5, "y": 5}]')
     if node_id == "GroundedInpaintMaskFromSegments":
         return dict(segments=[_pack_segments(pack)], invert=False, grow=0, feather=0.0, fill_holes=True, min_area=0)
     if node_id == "GroundedInpaintOverlay":

@@ -119,3 +119,20 @@ def test_settings_that_differ_from_a_fresh_node_are_explained(specs, name):
                 changed.append(f"{inp.name} = {value!r}")
     for setting in changed:
         assert setting in notes, f"{name}: {setting} differs from the node default and no Note says why"
+
+
+def test_a_workflow_saved_before_the_editor_still_loads(specs):
+    """SAM Segment's ``objects`` input came later: a graph saved before it (three widget values) is
+    still valid, converts to the API format it always did, and the node runs it as before."""
+    ui, api = _load("mask_only")
+    old = copy.deepcopy(ui)
+    node = next(n for n in old["nodes"] if n["type"] == "GroundedInpaintSegment")
+    assert node["widgets_values"][-1] == ""  # the new objects input, empty by default
+    node["widgets_values"] = node["widgets_values"][:-1]
+    assert check_ui_workflow(old, specs) == []
+    converted = ui_to_api(old, specs)
+    assert "objects" not in converted[str(node["id"])]["inputs"]
+    assert converted[str(node["id"])]["inputs"] == {k: v for k, v in api[str(node["id"])]["inputs"].items() if k != "objects"}
+    assert check_api_workflow(converted, specs) == []
+    node["widgets_values"] = []  # the required multimask is missing: still an error
+    assert any("0 widget values, expected 1 to 4" in p for p in check_ui_workflow(old, specs))

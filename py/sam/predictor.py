@@ -128,6 +128,10 @@ class SamPredictorBase:
     decode_chunk = 64
     #: Number of masks upsampled to the original size at once (bounded memory on huge images).
     upsample_chunk = 4
+    #: ``(height, width)`` the masks of :meth:`predict` come out at, instead of the original size
+    #: (``None``). Previews set it on a copy of the predictor (``copy.copy``) to get small masks fast;
+    #: prompt coordinates stay in pixels of the original image.
+    mask_output_size: tuple[int, int] | None = None
 
     def __init__(self, model: torch.nn.Module, *, image_size: int, mean: Sequence[float], std: Sequence[float], source: str) -> None:
         self.model = model.eval()
@@ -199,9 +203,11 @@ class SamPredictorBase:
         return ((m[0, 0] > 0.5).float() * 2 - 1) * MASK_PROMPT_LOGIT
 
     def postprocess_masks(self, low_res: torch.Tensor) -> torch.Tensor:
-        """``[N, K, m, m]`` logits → ``[N, K, H, W]`` bool masks at the original size (chunked)."""
+        """``[N, K, m, m]`` logits → ``[N, K, H, W]`` bool masks at the original size (or
+        :attr:`mask_output_size`), chunked."""
         assert self.original_size is not None and self.input_size is not None
-        (h, w), (nh, nw) = self.original_size, self.input_size
+        (nh, nw) = self.input_size
+        h, w = self.mask_output_size or self.original_size
         n, k = low_res.shape[:2]
         out = torch.empty(n, k, h, w, dtype=torch.bool, device=low_res.device)
         flat = low_res.reshape(n * k, 1, *low_res.shape[-2:]).float()
@@ -238,7 +244,7 @@ class SamPredictorBase:
         key = None
         features = None
         if cache is not None:  # same pixels, same model, same device and dtype → same features
-            key = (self._cache_owner, "sam-features", image_key(picture), self.image_size, str(self.device), str(self.dtype))
+            key = self.feature_key(image_key(picture))
             hit = cache.get(key, copy=False)
             if hit is not None:
                 features = to_device(hit, self.device)
@@ -249,6 +255,37 @@ class SamPredictorBase:
             if cache is not None:
                 cache.put(key, to_cpu_copy(features), copy=False)
         self.set_features(features, (h, w))
+
+    def feature_key(self, image_hash: str) -> tuple:
+        """The :attr:`feature_cache` key of the features of the image whose :func:`~grounded_inpaint.cache.image_key`
+        is ``image_hash``, for this model on its current device and dtype."""
+        return (self._cache_owner, "sam-features", image_hash, self.image_size, str(self.device), str(self.dtype))
+
+    def has_cached_features(self, image_hash: str) -> bool:
+        """Whether the features of that image are in the cache (nothing is counted or moved)."""
+        cache = self.feature_cache
+        return cache is not None and cache.enabled and self.feature_key(image_hash) in cache
+
+    def set_cached_image(self, image_hash: str, original_size: tuple[int, int]) -> bool:
+        """Set the image whose features an earlier :meth:`set_image` cached, without its pixels.
+
+        Arguments:
+            image_hash: :func:`~grounded_inpaint.cache.image_key` of the ``[H, W, 3]`` float32 picture.
+            original_size: its ``(height, width)``.
+
+        Returns:
+            ``False`` (and no image set) when the features are not in the cache (never encoded, evicted,
+            the model moved to another device, or caching is off).
+        """
+        self.reset_image()
+        cache = self.feature_cache
+        if cache is None or not cache.enabled:
+            return False
+        hit = cache.get(self.feature_key(image_hash), copy=False)
+        if hit is None:
+            return False
+        self.set_features(to_device(hit, self.device), original_size)
+        return True
 
     def clear_feature_cache(self) -> int:
         """Forget this model's cached image features (e.g. after changing its weights); returns how many."""

@@ -127,9 +127,10 @@ class Sam2Predictor(SamPredictorBase):
         return ((m[0, 0] > 0.5).float() * 2 - 1) * MASK_PROMPT_LOGIT
 
     def postprocess_masks(self, low_res: torch.Tensor) -> torch.Tensor:
-        """``[N, K, m, m]`` logits → ``[N, K, H, W]`` bool masks at the original size (chunked)."""
+        """``[N, K, m, m]`` logits → ``[N, K, H, W]`` bool masks at the original size (or
+        :attr:`mask_output_size`), chunked."""
         assert self.original_size is not None
-        h, w = self.original_size
+        h, w = self.mask_output_size or self.original_size
         n, k = low_res.shape[:2]
         out = torch.empty(n, k, h, w, dtype=torch.bool, device=low_res.device)
         flat = low_res.reshape(n * k, 1, *low_res.shape[-2:]).float()
