@@ -119,7 +119,7 @@ def record_run(
         try:
             if not path.is_file():
                 save_image(first, path)
-            REGISTRY.remember_picture(path, picture_hash, (h, w))
+            REGISTRY.remember_picture(path, picture_hash, (h, w), first=True)
             entry["image"] = ImageRef(name, "", "temp").as_json()
         except OSError as exc:  # a full disk must not fail the run: the editor then shows no picture
             log.warning("could not save the editor's picture to %s: %s", path, exc)
@@ -205,37 +205,43 @@ class LiveRoutes:
         self.registry = registry if registry is not None else REGISTRY
         self.executor = executor
 
-    def _picture_key(self, path: Path, ref: ImageRef) -> tuple[str, tuple[int, int], torch.Tensor | None]:
-        """``(hash, (h, w), picture or None)``: from the registry when the file is known, else read and hashed."""
-        known = self.registry.picture_key(path)
+    def _picture_keys(self, path: Path, ref: ImageRef) -> tuple[tuple[str, ...], tuple[int, int]]:
+        """The picture's content keys and ``(h, w)``: from the registry when the file is known, else read and hashed."""
+        known = self.registry.picture_keys(path)
         if known is not None:
-            return known[0], known[1], None
+            return known
+        picture_hash, size = self._read(path, ref)[1:]
+        return (picture_hash,), size
+
+    def _read(self, path: Path, ref: ImageRef) -> tuple[torch.Tensor, str, tuple[int, int]]:
+        """The file's pixels (as Load Image reads them), their content key and ``(h, w)``; the key is remembered."""
         picture = to_rgb(self.load_picture(path, ref))
         size = (int(picture.shape[0]), int(picture.shape[1]))
         picture_hash = image_key(picture)
         self.registry.remember_picture(path, picture_hash, size)
-        return picture_hash, size, picture
+        return picture, picture_hash, size
 
     def _preview_job(self, engine: Any, path: Path, request: LiveRequest) -> dict[str, Any]:
         start = time.perf_counter()
-        picture_hash, size, _ = self._picture_key(path, request.image)
+        hashes, size = self._picture_keys(path, request.image)
         record = self.registry.run(request.node)
-        detections = record.detections if record is not None and record.image_hash == picture_hash else None
-        result = preview_masks(engine, picture_hash, size, request, detections=detections)
+        detections = record.detections if record is not None and record.image_hash in hashes else None
+        result = preview_masks(engine, hashes, size, request, detections=detections)
         result["seconds"]["total"] = round(time.perf_counter() - start, 4)
         result["detections"] = 0 if detections is None else len(detections)
         return result
 
     def _embed_job(self, engine: Any, path: Path, request: LiveRequest) -> dict[str, Any]:
+        """Encode the picture unless one of its keys has an embedding. The file's own pixels are
+        encoded (under their own key: a run's exact IMAGE, if it differed, is not available here)."""
         start = time.perf_counter()
-        picture_hash, size, picture = self._picture_key(path, request.image)
-        if engine.has_cached_features(picture_hash):
+        hashes, size = self._picture_keys(path, request.image)
+        if any(engine.has_cached_features(key) for key in hashes):
             return {"computed": False, "width": size[1], "height": size[0], "seconds": round(time.perf_counter() - start, 4)}
         cache = engine.feature_cache
         if cache is None or not cache.enabled:
             raise LiveRequestError("the feature cache is off (GROUNDED_INPAINT_CACHE_MB=0); live masks need it", status=409)
-        if picture is None:
-            picture = to_rgb(self.load_picture(path, request.image))
+        picture = self._read(path, request.image)[0]
         view = copy.copy(engine)  # the node's own predictor state is never touched
         view.set_image(picture)
         view.reset_image()

@@ -279,7 +279,7 @@ class LiveRegistry:
         self._lock = threading.Lock()
         self._models: "OrderedDict[int, tuple[str, weakref.ref]]" = OrderedDict()
         self._runs: "OrderedDict[str, RunRecord]" = OrderedDict()
-        self._pictures: "OrderedDict[tuple, tuple[str, tuple[int, int]]]" = OrderedDict()
+        self._pictures: "OrderedDict[tuple, tuple[tuple[str, ...], tuple[int, int]]]" = OrderedDict()
         self._max = max_entries
 
     # ---------------------------------------------------------------- models
@@ -321,8 +321,14 @@ class LiveRegistry:
 
     # ---------------------------------------------------------------- pictures
 
-    def picture_key(self, path: Path) -> tuple[str, tuple[int, int]] | None:
-        """``(image hash, (height, width))`` remembered for this file as it is now (size and mtime), or ``None``."""
+    def picture_keys(self, path: Path) -> tuple[tuple[str, ...], tuple[int, int]] | None:
+        """The content keys known for the file at ``path`` as it is now (same size and mtime), and its
+        ``(height, width)``; ``None`` when it was never seen.
+
+        A picture may have two keys: the exact key of the IMAGE a run saw (recorded by the node that
+        saved the file) and the key of the file's own pixels (a PNG holds 8 bits per channel, so an
+        IMAGE that was not 8-bit to begin with reads back a little different). The run's key comes first.
+        """
         try:
             stat = path.stat()
         except OSError:
@@ -330,15 +336,19 @@ class LiveRegistry:
         with self._lock:
             return self._pictures.get((str(path), stat.st_mtime_ns, stat.st_size))
 
-    def remember_picture(self, path: Path, image_hash: str, size: tuple[int, int]) -> None:
-        """Remember the content key of the file at ``path`` (until the file changes)."""
+    def remember_picture(self, path: Path, image_hash: str, size: tuple[int, int], *, first: bool = False) -> None:
+        """Add ``image_hash`` to the keys of the file at ``path`` (until the file changes); ``first`` puts
+        it before the others (the exact key of a run)."""
         try:
             stat = path.stat()
         except OSError:
             return
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            self._pictures[key] = (image_hash, (int(size[0]), int(size[1])))
+            hashes = self._pictures.get(key, ((), size))[0]
+            if image_hash not in hashes:
+                hashes = (image_hash, *hashes) if first else (*hashes, image_hash)
+            self._pictures[key] = (hashes, (int(size[0]), int(size[1])))
             self._pictures.move_to_end(key)
             self._prune(self._pictures)
 
@@ -398,7 +408,7 @@ def _plan_json(plan: PromptPlan) -> dict[str, Any]:
 
 def preview_masks(
     engine: Any,
-    image_hash: str,
+    image_hash: str | tuple[str, ...],
     size: tuple[int, int],
     request: LiveRequest,
     *,
@@ -414,7 +424,8 @@ def preview_masks(
 
     Arguments:
         engine: a SAM predictor (:class:`~grounded_inpaint.sam.predictor.SamPredictorBase`).
-        image_hash: the picture's content key; size: its ``(height, width)``.
+        image_hash: the picture's content key, or its keys in order of preference (the first one
+            whose embedding is cached is used); size: its ``(height, width)``.
         detections: the picture's detections from the node's last run, or ``None``.
         max_side: the longest side of the masks returned.
 
@@ -432,7 +443,8 @@ def preview_masks(
     except ValueError as exc:
         raise LiveRequestError(str(exc)) from None
     view = copy.copy(engine)
-    if not view.set_cached_image(image_hash, (h, w)):
+    hashes = (image_hash,) if isinstance(image_hash, str) else tuple(image_hash)
+    if not any(view.set_cached_image(key, (h, w)) for key in hashes):
         cache = view.feature_cache
         if cache is None or not cache.enabled:
             raise LiveRequestError("the feature cache is off (GROUNDED_INPAINT_CACHE_MB=0); live masks need it", status=409)

@@ -191,3 +191,68 @@ async def _session(comfy: ComfyServer) -> None:  # noqa: PLR0915 - one user sess
             await browser.close()
     history = get(f"{comfy.base}/history")
     assert all(h["status"]["status_str"] == "success" for h in history.values())
+
+
+#: Load Image -> Invert Image -> SAM Segment: no file to show before a run.
+BUILD_INVERTED = """
+([picture, model]) => {
+  const g = app.graph
+  g.clear()
+  const load = LiteGraph.createNode('LoadImage'); load.pos = [20, 40]; g.add(load)
+  load.widgets.find((w) => w.name === 'image').value = picture
+  const invert = LiteGraph.createNode('ImageInvert'); invert.pos = [20, 420]; g.add(invert)
+  load.connect(0, invert, 0)
+  const sam = LiteGraph.createNode('GroundedInpaintLoadSam'); sam.pos = [20, 520]; g.add(sam)
+  sam.widgets.find((w) => w.name === 'model_name').value = model
+  const seg = LiteGraph.createNode('GroundedInpaintSegment'); seg.pos = [380, 40]; g.add(seg)
+  seg.setSize([440, 640])
+  invert.connect(0, seg, 0)
+  sam.connect(0, seg, 1)
+  const preview = LiteGraph.createNode('PreviewImage'); preview.pos = [860, 40]; g.add(preview)
+  seg.connect(2, preview, 0)
+  app.canvas.ds.scale = 1
+  app.canvas.ds.offset = [0, 0]
+  app.canvas.setDirty(true, true)
+  return seg.id
+}
+"""
+
+
+def test_editor_shows_the_last_run_picture_when_no_load_image_feeds_it(comfy):
+    asyncio.run(_without_load_image(comfy))
+
+
+async def _without_load_image(comfy: ComfyServer) -> None:
+    """The picture comes from the node's last run (saved to temp by the node); a run without prompts
+    encodes nothing, so the editor's compute button encodes the picture; live masks then find the
+    embedding by the run's own content key (the inverted pixels never existed as a file before)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser, page, errors = await open_frontend(p, comfy.base)
+        try:
+            node = await page.evaluate(BUILD_INVERTED, [PICTURE, "sam_vit_tiny_random.pth"])
+            info = await wait_for_editor(page, node, "e.status.includes('run the workflow once')")
+            assert await page.evaluate(f"app.graph.getNodeById({node}).samEditor.picture") is None
+            async with page.expect_response(lambda r: r.url.endswith("/prompt") and r.request.method == "POST") as answer:
+                await page.evaluate("app.queuePrompt(0, 1)")
+            prompt_id = (await (await answer.value).json())["prompt_id"]
+            entry = await asyncio.to_thread(comfy.wait, prompt_id, 300)
+            (ran,) = entry["outputs"][str(node)]["gi_editor"]
+            assert ran["instances"] == [] and ran["image"]["type"] == "temp"
+            await wait_for_picture(page, node)
+            picture = await page.evaluate(f"app.graph.getNodeById({node}).samEditor.picture.ref")
+            assert picture == ran["image"]
+            # that run had no prompt, so SAM encoded nothing: the editor offers to compute the embedding
+            await wait_for_editor(page, node, "e.need === 'embedding'")
+            await page.locator(".gi-sam button[data-role=compute]").first.click()
+            info = await wait_for_editor(page, node, "!e.busy && e.need === '' && e.status.includes('live masks on')")
+            st = await stage(page, node)
+            await page.mouse.click(*st.to_screen(200.0, 130.0))
+            info = await wait_for_editor(page, node, "e.preview && e.preview.instances.length === 1 && e.stats.latencies.length > 0")
+            assert info["instances"][0]["points"] == [[200, 130, 1]] and info["need"] == ""
+            # the picture is remembered with the workflow, for a reload
+            assert await page.evaluate(f"app.graph.getNodeById({node}).properties.grounded_inpaint_picture.filename") == picture["filename"]
+            assert not errors, errors
+        finally:
+            await browser.close()

@@ -174,7 +174,7 @@ def test_sam_segment_records_its_run_for_the_editor(pack, comfy, models_dir):
     assert entry["image"]["type"] == "temp" and saved.is_file()
     picture_hash = cache.image_key(image[0])
     assert saved.name == f"{editor.TEMP_PREFIX}{picture_hash}.png"
-    assert editor.REGISTRY.picture_key(saved) == (picture_hash, (24, 32))  # the true key, not the PNG's
+    assert editor.REGISTRY.picture_keys(saved) == ((picture_hash,), (24, 32))  # the run's exact key, not the PNG's
     record = editor.REGISTRY.run("7")
     assert record.engine() is sam.engine and record.image_hash == picture_hash and record.detections.labels == ["cup"]
 
@@ -359,3 +359,40 @@ def test_the_routes_exist_only_inside_comfyui(pack):
     assert "server" not in sys.modules or not hasattr(sys.modules["server"], "PromptServer")
     assert editor.register_routes() is False
     assert os.path.basename(editor.PREVIEW_PATH) == "preview" and editor.PREVIEW_PATH.startswith("/grounded_inpaint/")
+
+
+def test_a_run_picture_that_png_cannot_hold_exactly(pack, comfy, loaded_sam):
+    """A run's IMAGE that is not 8-bit (here random floats) is saved to temp as a PNG, which reads back a
+    little different. Live masks still find the run's embedding (by the run's exact key); when the
+    run encoded nothing (no prompt), compute encodes the PNG's pixels under their own key."""
+    editor = _pack_module("nodes.editor")
+    temp = comfy.folder_paths.get_temp_directory()
+    folders = {"input": temp, "output": temp, "temp": temp}
+    server = _Live(folders)
+    server.registry = server.routes.registry = editor.REGISTRY
+    node = pack.NODE_CLASS_MAPPINGS["GroundedInpaintSegment"]()
+    picture = torch.rand(1, 30, 44, 3)
+    out = node.segment(image=picture, sam_model=loaded_sam, multimask="auto", unique_id="21")  # no prompt: no encoder
+    ref = out["ui"][editor.UI_KEY][0]["image"]
+    png = load_picture_like_comfy(Path(temp) / ref["filename"])
+    assert not torch.equal(png, picture[0])  # the PNG is not the IMAGE
+    request = {"image": ref, "node": "21", "objects": '{"objects": [{"name": "a", "points": [[10, 10, 1]]}]}'}
+
+    async def scenario(client):
+        return [await _post(client, "preview", request), await _post(client, "embed", request),
+                await _post(client, "preview", request)]
+
+    (s1, b1), (s2, b2), (s3, b3) = server.run(scenario)
+    assert (s1, b1["need"]) == (409, "embedding") and s2 == 200 and b2["computed"] is True
+    assert s3 == 200 and [i["label"] for i in b3["instances"]] == ["a"]
+    # a run with a prompt encodes the exact IMAGE: its key comes first, no compute needed
+    picture2 = torch.rand(1, 30, 44, 3)
+    out = node.segment(image=picture2, sam_model=loaded_sam, multimask="auto", unique_id="22", objects=request["objects"])
+    request2 = {**request, "image": out["ui"][editor.UI_KEY][0]["image"], "node": "22"}
+
+    async def scenario2(client):
+        return await _post(client, "preview", request2)
+
+    status, body = server.run(scenario2)
+    assert status == 200
+    assert torch.equal(_mask(body["instances"][0]["mask"]), out["result"][0][0].masks[0])

@@ -204,7 +204,8 @@ class SamEditor {
 
   checkPicture() {
     const ref = this.wantedPicture()
-    if (sameRef(ref, this.pictureRef) || (!ref && !this.pictureRef)) return
+    if (this.pictureChecked && (sameRef(ref, this.pictureRef) || (!ref && !this.pictureRef))) return
+    this.pictureChecked = true
     this.pictureRef = ref
     this.preview = null
     this.need = ''
@@ -751,7 +752,7 @@ function attach(node, inputName) {
     hideOnZoom: true,
     getValue: () => '',
     setValue: () => {},
-    getMinHeight: () => 230,
+    getMinHeight: () => 300,
     onDraw: () => editor.frame()
   })
   widget.serialize = false // not a value of the workflow: the objects input holds everything
@@ -763,7 +764,7 @@ function attach(node, inputName) {
     return onRemoved?.apply(this, arguments)
   }
   const [w, h] = node.size
-  node.setSize?.([Math.max(w, 360), Math.max(h, 520)])
+  node.setSize?.([Math.max(w, 380), Math.max(h, 600)])
   return editor
 }
 
