@@ -199,3 +199,38 @@ def test_mask_output_size_gives_small_masks_that_match_the_full_ones(meta_predic
     if full[1].any():
         assert torch.allclose(b_small[1], b_full[1], atol=2 * 120 / 60 + 1e-4)
     assert not math.isnan(float(q_small.sum()))
+
+
+@pytest.mark.parametrize("family", ["sam_meta", "sam_hf", "sam_hq_meta", "sam_hq_hf", "sam2_file", "sam2_hf"])
+def test_live_preview_equals_the_run_for_every_sam_family(models_dir, family):
+    """The editor's live masks (decoder only, on the cached embedding, from a copy of the predictor)
+    are the masks a run gives, for SAM, SAM-HQ and SAM 2.1 in both layouts."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from grounded_inpaint.cache import image_key
+    from grounded_inpaint.live import ImageRef, LiveRequest, LiveRequestError, preview_masks
+    from grounded_inpaint.models import load_segmenter
+
+    root, paths = models_dir
+    sam = load_segmenter(paths[family].name if family != "sam2_file" else paths[family], root, download=False)
+    image = torch.rand(36, 50, 3, generator=torch.Generator().manual_seed(5))
+    objects = parse_objects({"objects": [{"name": "a", "box": [3, 4, 30, 28], "points": [[12, 14, 1]]},
+                                         {"name": "b", "points": [[40, 20, 1], [45, 30, 0]]}]})
+    request = LiveRequest(ImageRef("x.png"), objects=objects)
+    sam.clear_feature_cache()
+    with pytest.raises(LiveRequestError) as info:
+        preview_masks(sam, image_key(image), (36, 50), request)
+    assert info.value.need == "embedding"
+    segs = segment_image(sam, image, objects=objects)  # the run: encodes and caches
+    live = preview_masks(sam, image_key(image), (36, 50), request)
+    assert not sam.is_image_set  # the node's own predictor was not touched
+    assert [i["label"] for i in live["instances"]] == ["a", "b"] and live["mask_size"] == [50, 36]
+    for i, instance in enumerate(live["instances"]):
+        with Image.open(io.BytesIO(base64.b64decode(instance["mask"]))) as im:
+            mask = torch.from_numpy(np.array(im)[..., 1] > 127)
+        assert torch.equal(mask, segs.masks[i]), family
+        assert instance["quality"] == pytest.approx(float(segs.quality[i]), abs=1e-4)
