@@ -10,6 +10,7 @@ test GroundingDINO at its real 800 px input (several seconds per pass on a CPU).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -122,3 +123,50 @@ def test_cancel_stops_a_model_pass_and_the_next_prompt_runs(server):
         assert latency < max(full_run - delay, 0.0) * 0.8 or latency < 1.0, f"Cancel took {latency:.2f} s"
     assert sorted(p.name for p in (server.work / "output").iterdir()) == before  # no half-written file
     server.run(_segment_graph("swint-800px-random", "sam_vit_tiny_random.pth"))  # the next prompt runs
+
+
+def _editor_graph(sam: str) -> dict:
+    """Load Image → SAM Segment with two editor objects → Preview Image."""
+    objects = {"objects": [{"name": "cup", "box": [150, 20, 320, 200], "points": [[235, 110, 1]]},
+                           {"name": "saucer", "points": [[80, 215, 1]]}]}
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "coffee.png"}},
+        "3": {"class_type": "GroundedInpaintLoadSam", "inputs": {"model_name": sam, "device": "auto", "precision": "auto"}},
+        "4": {"class_type": "GroundedInpaintSegment", "inputs": {
+            "image": ["1", 0], "sam_model": ["3", 0], "multimask": "auto", "objects": json.dumps(objects)}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
+    }
+
+
+def _live(comfy: ComfyServer, sam: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    body = {"image": {"filename": "coffee.png", "type": "input"}, "model": sam, "node": "4",
+            "objects": _editor_graph(sam)["4"]["inputs"]["objects"]}
+    req = urllib.request.Request(f"{comfy.base}/grounded_inpaint/sam/preview", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_unload_models_frees_sam_after_the_editors_live_masks(server):
+    """The editor's live masks keep only weak references: after a run and live masks, "Unload models"
+    still frees SAM, and the next live request says the model is no longer loaded."""
+    sam = "sam_vit_b_64px_random.pth"
+    _free(server)
+    baseline = _settle_rss(server)
+    server.run(_editor_graph(sam))
+    status, body = _live(server, sam)
+    assert status == 200 and [i["label"] for i in body["instances"]] == ["cup", "saucer"], body
+    loaded = server.rss_mb()
+    assert loaded - baseline > 250, f"SAM ViT-B should occupy memory: {baseline:.0f} -> {loaded:.0f} MB"
+    _free(server)
+    after = _settle_rss(server, below=baseline + RSS_TOLERANCE_MB)
+    print(f"RSS with live masks: baseline {baseline:.0f} MB, SAM loaded {loaded:.0f} MB, after /free {after:.0f} MB")
+    assert after - baseline <= RSS_TOLERANCE_MB, f"after /free {after:.0f} MB, before SAM {baseline:.0f} MB"
+    status, body = _live(server, sam)
+    assert status == 409 and body["need"] == "model", body
