@@ -51,7 +51,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 def _summary(name: str, values: list[float]) -> str:
     values = sorted(values)
-    return (f"{name:<34} n={len(values):<3} median {statistics.median(values):.3f} s   "
+    return (f"{name:<40} n={len(values):<3} median {statistics.median(values):.3f} s   "
             f"p90 {values[int(0.9 * (len(values) - 1))]:.3f} s   worst {values[-1]:.3f} s")
 
 
@@ -136,13 +136,14 @@ def main() -> int:
         result = asyncio.run(_session(server, args.clicks))
         # the route alone, with the editor's own last request
         url = f"{server.base}/grounded_inpaint/sam/preview"
-        wall, decode, total = [], [], []
+        wall, decode, png, total = [], [], [], []
         for _ in range(2 * args.clicks):
             t0 = time.perf_counter()
             status, body = _post(url, result["body"])
             wall.append(time.perf_counter() - t0)
             assert status == 200, body
             decode.append(body["seconds"]["decode"])
+            png.append(body["seconds"]["png"])
             total.append(body["seconds"]["total"])
         # queueing instead of live masks: a changed object, the embedding already cached
         queued = []
@@ -163,7 +164,8 @@ def main() -> int:
     print(_summary("click -> masks drawn (2 objects)", result["click_to_mask"]))
     print(_summary("route alone, wall (2 objects)", wall))
     print(_summary("route alone, server total", total))
-    print(_summary("route alone, decoder only", decode))
+    print(_summary("route alone, SAM decoder + upsampling", decode))
+    print(_summary("route alone, PNG encoding", png))
     print(_summary("queue the workflow instead", queued))
     ok = statistics.median(result["click_to_mask"]) <= 0.5
     print(f"target click -> mask <= 0.5 s: {'met' if ok else 'NOT met'} (median)")

@@ -43,6 +43,7 @@ pytestmark = [
 ]
 
 PICTURE = "coffee.png"  # assets/coffee.png: 400 x 267
+OTHER_PICTURE = "chelsea.png"  # another size
 CUP_BOX = (150.0, 20.0, 320.0, 200.0)
 CUP_CLICK = (235.0, 110.0)
 SAUCER_CLICK = (80.0, 215.0)
@@ -59,6 +60,7 @@ def comfy(tmp_path_factory):
     write_models_folder(models)
     server = ComfyServer(work, models)
     shutil.copy(ROOT / "assets" / "coffee.png", work / "input" / PICTURE)
+    shutil.copy(ROOT / "assets" / "chelsea.png", work / "input" / OTHER_PICTURE)
     server.wait_ready()
     yield server
     server.stop()
@@ -175,6 +177,13 @@ async def _session(comfy: ComfyServer) -> None:  # noqa: PLR0915 - one user sess
             assert json.loads(await editor_value(page, node_after)) == stored
             await wait_for_picture(page, node_after)
             assert (await editor_info(page, node_after))["objects"] == ["cup", "saucer"]
+
+            # --- another picture in Load Image: the objects were placed on the first one, and the editor says so
+            await page.evaluate(f"""() => {{ const n = app.graph.getNodeById({node_after});
+                n.getInputNode(0).widgets.find((w) => w.name === 'image').value = '{OTHER_PICTURE}';
+                app.canvas.setDirty(true, true) }}""")
+            info = await wait_for_editor(page, node_after, "e.status.includes('were placed on a 400x267 picture')")
+            assert info["instances"] is None
 
             # --- a workflow saved before the editor existed (no objects value) still loads and converts
             old = json.loads((ROOT / "example_workflows" / "mask_only.json").read_text())

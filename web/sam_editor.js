@@ -222,10 +222,6 @@ class SamEditor {
       if (!sameRef(ref, this.pictureRef)) return
       this.picture = { ref, key, image, width: image.naturalWidth, height: image.naturalHeight }
       this.state.setImageSize(image.naturalWidth, image.naturalHeight)
-      if (this.state.sizeMismatch()) {
-        const [w, h] = this.state.storedSize
-        this.setStatus(`The objects were placed on a ${w}x${h} picture; this one is ${image.naturalWidth}x${image.naturalHeight}.`, true)
-      }
       this.renderAll()
       this.requestPreview()
     }
@@ -256,6 +252,13 @@ class SamEditor {
   /** Ask for masks of the current state; one request at a time, the latest state wins. */
   requestPreview() {
     if (!this.picture || this.busy) return
+    if (this.state.sizeMismatch()) {
+      const [w, h] = this.state.storedSize
+      this.preview = null
+      this.setStatus(`The objects were placed on a ${w}x${h} picture; this one is ${this.picture.width}x${this.picture.height}. ` +
+        'Edit them (or clear them with ✕) to use them here.', true)
+      return
+    }
     if (this.inflight) {
       this.dirty = true
       return

@@ -181,6 +181,9 @@ test('a picture of another size than the stored one is noticed', () => {
   assert.equal(s.sizeMismatch(), false)
   s.setImageSize(400, 264)
   assert.equal(s.sizeMismatch(), true)
+  click(s, 10, 10) // an edit writes the objects for the picture shown
+  assert.equal(s.sizeMismatch(), false)
+  assert.deepEqual(stored(s).size, [400, 264])
 })
 
 test('listeners hear committed edits and drags in progress', () => {

@@ -148,6 +148,7 @@ export class EditorState {
   }
 
   _changed(committed = true) {
+    if (committed && this.size) this.storedSize = this.size.slice() // the text is written for this picture now
     for (const fn of this.listeners) fn(this, { committed })
   }
 
