@@ -11,8 +11,9 @@ embedding is cached), then:
   second object, then a right click that removes it again: both edits), each timed in the page
   from the click event's timestamp to the frame after the masks of both objects were drawn
   (the editor's own ``stats.latencies``);
-* **the route alone**: the same request posted from Python ``--clicks`` times (wall time, and the
-  server's own decode / total seconds);
+* **the route alone**: after each of those edits, the editor's same request posted from Python
+  (alternating with the clicks, so both see the same machine load): wall time, and the server's
+  own total, decoder and PNG seconds;
 * **queueing instead**: the workflow queued with a changed object (the embedding is cached, so
   only SAM's decoder, the full-size masks and the node's preview run) until ``/history`` has it.
 
@@ -85,7 +86,8 @@ async def _session(server, clicks: int) -> dict:
             out["first_run"] = time.perf_counter() - started
             await wait_for_editor(page, node, "e.preview && e.preview.instances.length === 2", 120_000)
             st = await stage(page, node)
-            latencies = []
+            latencies, routes = [], []
+            url = f"{server.base}/grounded_inpaint/sam/preview"
             for i in range(clicks):
                 x, y = (0.05 + 0.09 * (i % 10)) * w, 0.95 * h  # away from the objects' other handles
                 for button in ("left", "right"):  # add a point, then remove it again
@@ -93,10 +95,16 @@ async def _session(server, clicks: int) -> dict:
                     await page.mouse.click(*st.to_screen(x, y), button=button)
                     info = await wait_for_editor(page, node, f"e.stats.latencies.length > {before} && !e.inflight", 60_000)
                     latencies.append(info["latencies"][-1])
+                    # the same request from Python right after (alternating: the same machine load)
+                    body = await page.evaluate(f"app.graph.getNodeById({node}).samEditor.requestBody()")
+                    t0 = time.perf_counter()
+                    status, answer = await asyncio.to_thread(_post, url, body)
+                    assert status == 200, answer
+                    routes.append((time.perf_counter() - t0, answer["seconds"]))
                     await page.wait_for_timeout(150)
             out["click_to_mask"] = latencies
+            out["routes"] = routes
             await page.screenshot(path=str(server.work / "editor_latency.png"))
-            out["body"] = await page.evaluate(f"app.graph.getNodeById({node}).samEditor.requestBody()")
             out["objects"] = await editor_value(page, node)
             out["node"] = node
             out["prompt"] = await page.evaluate("async () => (await app.graphToPrompt()).output")
@@ -134,17 +142,10 @@ def main() -> int:
     try:
         server.wait_ready()
         result = asyncio.run(_session(server, args.clicks))
-        # the route alone, with the editor's own last request
-        url = f"{server.base}/grounded_inpaint/sam/preview"
-        wall, decode, png, total = [], [], [], []
-        for _ in range(2 * args.clicks):
-            t0 = time.perf_counter()
-            status, body = _post(url, result["body"])
-            wall.append(time.perf_counter() - t0)
-            assert status == 200, body
-            decode.append(body["seconds"]["decode"])
-            png.append(body["seconds"]["png"])
-            total.append(body["seconds"]["total"])
+        wall = [r[0] for r in result["routes"]]
+        decode = [r[1]["decode"] for r in result["routes"]]
+        png = [r[1]["png"] for r in result["routes"]]
+        total = [r[1]["total"] for r in result["routes"]]
         # queueing instead of live masks: a changed object, the embedding already cached
         queued = []
         prompt = result["prompt"]
