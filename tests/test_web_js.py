@@ -55,3 +55,20 @@ def test_pure_modules_touch_no_dom():
     for name in ("editor_geometry.js", "editor_state.js"):
         text = (ROOT / "web" / "js" / name).read_text(encoding="utf-8")
         assert not re.search(r"\b(document|window|HTMLElement|app)\.", text), name
+
+
+def test_the_editor_is_documented_with_a_screenshot_and_its_controls():
+    from PIL import Image
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](docs/editor.png)" in readme and "tools/render_editor_screenshot.py" in readme
+    with Image.open(ROOT / "docs" / "editor.png") as shot:
+        assert shot.width >= 800 and shot.height >= 600
+    assert (ROOT / "docs" / "editor.png").stat().st_size < 400_000  # a screenshot, not a download
+    help_page = (ROOT / "web" / "docs" / "GroundedInpaintSegment.md").read_text(encoding="utf-8")
+    for control in ("**Click**", "**Right click**", "**Shift+click**", "**Drag**", "**Delete**", "**Ctrl+Z**",
+                    "**+ object**", "**compute**", "**Esc**"):
+        assert control in help_page, control
+    hint = re.search(r"const HINT = ([^\n]+\n[^\n]+)", (ROOT / "web" / "sam_editor.js").read_text(encoding="utf-8")).group(1)
+    for words in ("right click", "Shift+click", "drag", "Del", "Ctrl+Z"):
+        assert words in hint, words  # the editor shows the same controls in its tooltip
