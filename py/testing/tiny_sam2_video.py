@@ -9,8 +9,9 @@
   ``sam2_video``, as facebook/sam2.1-hiera-* have it) at 64 px.
 
 The image side is the tiny SAM 2 of :mod:`.tiny_sam_extra` (Hiera width 8, stages 1-1-2-1) but with
-64-channel features: transformers' memory attention reads 64-channel memories and splits each object
-pointer into feature-width / 64 tokens, so the features cannot be narrower than 64. Original-layout
+128-channel features: transformers' memory attention reads 64-channel memories and splits each object
+pointer into feature-width / 64 tokens; its code handles that split only for features wider than
+64 (real models have 256), so 128 is the narrowest that runs the same code path. Original-layout
 files record no input size and are read at 1024 px (as the real ones); the transformers folder says
 64 px in its config (fast: a 4x4 feature map). Everything is deterministic given ``seed`` and leaves
 the global RNG untouched.
@@ -43,25 +44,25 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The tiny SAM 2 trunk with 64-channel features, decoder and prompt encoder (see the module doc).
-TINY_SAM2_VIDEO_ARCH: Sam2Arch = replace(TINY_SAM2_ARCH, fpn_dim=64, decoder_mlp_dim=64, iou_head_hidden_dim=16)
+#: The tiny SAM 2 trunk with 128-channel features, decoder and prompt encoder (see the module doc).
+TINY_SAM2_VIDEO_ARCH: Sam2Arch = replace(TINY_SAM2_ARCH, fpn_dim=128, decoder_mlp_dim=64, iou_head_hidden_dim=16)
 
-#: The memory modules: 7 memories, 2 memory-attention layers of width 64 (feed-forward 64), a
-#: 4-stage mask down-sampler (stride 2, total 16) and a 2-layer fuser of width 64.
+#: The memory modules: 7 memories of 64 channels, 2 memory-attention layers of width 128 (feed-forward
+#: 64), a 4-stage mask down-sampler (stride 2, total 16) and a 2-layer fuser of width 128.
 TINY_SAM2_VIDEO_SETTINGS: dict[str, Any] = dict(
     num_maskmem=7,
-    memory_attention_hidden_size=64,
+    memory_attention_hidden_size=128,
     memory_attention_num_layers=2,
     memory_attention_feed_forward_hidden_size=64,
-    memory_encoder_hidden_size=64,
+    memory_encoder_hidden_size=128,
     memory_encoder_output_channels=64,
-    mask_downsampler_embed_dim=64,
+    mask_downsampler_embed_dim=128,
     mask_downsampler_kernel_size=3,
     mask_downsampler_stride=2,
     mask_downsampler_padding=1,
     mask_downsampler_total_stride=16,
     memory_fuser_num_layers=2,
-    memory_fuser_embed_dim=64,
+    memory_fuser_embed_dim=128,
     memory_fuser_intermediate_dim=64,
     memory_fuser_kernel_size=7,
     memory_fuser_padding=3,
