@@ -255,7 +255,7 @@ class Sam2VideoStream:
             (the model does not run then).
         """
         if tuple(frame.shape[:2]) != self.size:
-            raise ValueError(f"frame {self.frame_index + 1} is {tuple(frame.shape[:2])} but the clip's frames are {self.size} (H, W)")
+            raise ValueError(f"frame {self.frame_index + 2} is {tuple(frame.shape[:2])} but the clip's frames are {self.size} (H, W)")
         self.frame_index += 1
         t = self.frame_index
         session = self.session
