@@ -216,8 +216,8 @@ def select_indices(
     if ids:
         if segments.ids is None:
             raise ValueError(
-                "ids: these instances have no object ids (they come from single images, not from a tracked clip); "
-                "choose them by index or label instead"
+                "ids must name tracked objects, but these instances have no object ids (they come from single images, "
+                "not from a tracked clip); choose them by index or label instead"
             )
         wanted_ids = {int(i) for i in ids}
         own = segments.ids.tolist()
