@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["Clip", "open_clip", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "PYAV_PIP", "have_pyav", "MaskVideoWriter"]
+__all__ = ["Clip", "open_clip", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "PYAV_PIP", "have_pyav", "MaskVideoWriter", "write_video"]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +156,25 @@ class MaskVideoWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_video(frames, path: str | Path, fps: float | Fraction, *, crf: int = 18) -> Path:
+    """Write ``[H, W, 3]`` float frames (0..1, even sides) as an H.264 video (needs PyAV)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4",
+                                      rate=Fraction(fps).limit_denominator(1001))
+        stream.pix_fmt = "yuv420p"
+        if stream.codec_context.name == "libx264":
+            stream.options = {"crf": str(crf)}
+        for i, frame in enumerate(frames):
+            pixels = (frame.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            if i == 0:
+                stream.height, stream.width = pixels.shape[:2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
