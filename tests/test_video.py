@@ -21,9 +21,9 @@ from tolerance import assert_close, assert_masks_agree, assert_same_weights
 
 from grounded_inpaint.errors import CheckpointError
 from grounded_inpaint.prompts import EmptyPromptError
-from grounded_inpaint.structures import Detections, Segments
+from grounded_inpaint.structures import Segments
+from grounded_inpaint.testing.video_clips import ShapeClip, crossing_clip, id_swaps, owner, run_oracle
 from grounded_inpaint.video import grounded_track, load_video_model, track_frames
-from grounded_inpaint.video.sam2_video import Sam2VideoEngine, TrackedMask
 from grounded_inpaint.video.tracks import TrackBook, box_iou, mask_box
 
 
@@ -197,95 +197,8 @@ def test_a_frame_of_another_size_is_refused(engine):
 # ----------------------------------------------------------------------------- id rules on synthetic clips
 
 
-class ShapeClip:
-    """Rectangles moving on a dark background: ``paths[obj](t) -> XYXY box or None`` (absent)."""
-
-    def __init__(self, paths, n, h=60, w=100):
-        self.paths, self.n, self.h, self.w = paths, n, h, w
-
-    def boxes(self, t):
-        return {k: b for k, p in self.paths.items() if (b := p(t)) is not None}
-
-    def frames(self):
-        for t in range(self.n):
-            frame = torch.zeros(self.h, self.w, 3)
-            for k, (x0, y0, x1, y1) in self.boxes(t).items():
-                frame[int(y0):int(y1), int(x0):int(x1)] = torch.tensor([0.9, 0.3, 0.1]) if k % 2 else torch.tensor([0.1, 0.4, 0.9])
-            yield frame
-
-    def mask(self, box):
-        m = torch.zeros(self.h, self.w, dtype=torch.bool)
-        x0, y0, x1, y1 = (int(v) for v in box)
-        m[y0:y1, x0:x1] = True
-        return m
-
-
-class OracleDetector:
-    """The true boxes of the clip, in a shuffled order, every call (stands in for GroundingDINO)."""
-
-    def __init__(self, clip, label="block"):
-        self.clip, self.label, self.t, self.calls = clip, label, -1, []
-
-    def detect(self, images, prompt, box_threshold, text_threshold, max_detections, nms_iou, interrupt=None):
-        self.t = self.frame
-        truth = list(self.clip.boxes(self.t).values())
-        order = torch.randperm(len(truth), generator=torch.Generator().manual_seed(self.t)).tolist()
-        boxes = torch.stack([torch.tensor(truth[i], dtype=torch.float32) for i in order]) if truth else torch.zeros(0, 4)
-        self.calls.append(self.t)
-        return [Detections(boxes, [0.9] * len(order), [self.label] * len(order), (self.clip.h, self.clip.w))]
-
-
-class OracleEngine:
-    """A video model that follows each prompted object perfectly: the prompt's true object (the one whose
-    box overlaps it most) is followed by identity; ``drift(t)`` shifts what it reports (a drifting model)."""
-
-    def __init__(self, clip, detector, drift=None):
-        self.clip, self.detector, self.drift = clip, detector, drift or (lambda t: 0)
-        self.prompts = []
-
-    def start(self, size, state_device=None):
-        engine = self
-
-        class Stream:
-            def __init__(self):
-                self.t, self.follow = -1, {}
-
-            def step(self, frame, prompts=None, remove=(), interrupt=None):
-                self.t += 1
-                engine.detector.frame = self.t + 1
-                for i in remove:
-                    self.follow.pop(i, None)
-                truth = engine.clip.boxes(self.t)
-                for obj_id, box in (prompts or {}).items():
-                    ious = {k: float(box_iou(box, torch.tensor(b))[0, 0]) for k, b in truth.items()}
-                    self.follow[obj_id] = max(ious, key=ious.get)
-                    engine.prompts.append((self.t, obj_id))
-                out = {}
-                for obj_id, true in self.follow.items():
-                    if true in truth:
-                        x0, y0, x1, y1 = truth[true]
-                        d = engine.drift(self.t) if obj_id not in (prompts or {}) else 0
-                        mask = engine.clip.mask((min(x0 + d, engine.clip.w - 1), y0, min(x1 + d, engine.clip.w), y1))
-                        out[obj_id] = TrackedMask(mask, 0.99, obj_id in (prompts or {}))
-                    else:
-                        out[obj_id] = TrackedMask(torch.zeros(engine.clip.h, engine.clip.w, dtype=torch.bool), 0.01, False)
-                return out
-
-        return Stream()
-
-
 def _run(clip, detect_every=5, drift=None, **options):
-    detector = OracleDetector(clip)
-    detector.frame = 0
-    engine = OracleEngine(clip, detector, drift)
-    results = grounded_track(detector, engine, list(clip.frames()), "block", detect_every=detect_every, **options)
-    return results, engine, detector
-
-
-def _owner(clip, t, mask):
-    """The true object a mask covers most."""
-    cover = {k: int((mask & clip.mask(b)).sum()) for k, b in clip.boxes(t).items()}
-    return max(cover, key=cover.get)
+    return run_oracle(clip, detect_every, drift, **options)
 
 
 def test_ids_never_swap_when_two_objects_cross():
@@ -299,9 +212,12 @@ def test_ids_never_swap_when_two_objects_cross():
         for obj_id, mask in zip(seg.ids.tolist(), seg.masks):
             if t in (8, 9, 10):
                 continue  # fully overlapping: either owner is right
-            owners.setdefault(obj_id, set()).add(_owner(clip, t, mask))
+            owners.setdefault(obj_id, set()).add(owner(clip, t, mask))
     assert owners == {1: {1}, 2: {2}} or owners == {1: {2}, 2: {1}}
     assert all(len(o) == 1 for o in owners.values())
+    assert id_swaps(clip, results) == 0
+    results, _, _ = _run(crossing_clip(30), detect_every=3)
+    assert id_swaps(crossing_clip(30), results) == 0
 
 
 def test_newcomers_get_new_ids_and_ids_are_never_reused():
