@@ -65,13 +65,19 @@ def models(folder: Path, kind: str = "real"):
     """``(GroundingDINO path, SAM 2.1 video path)``: real-size random weights, or (``kind="tiny"``) the
     tiny test models, the SAM 2.1 one in Meta's layout so it runs at 1024 px with the real model's
     memory-bank geometry (64-channel memories of 64x64 tokens per frame and object)."""
-    if kind == "tiny":
+    if kind in ("tiny", "tiny256"):
         from grounded_inpaint.testing.tiny_gdino import write_tiny_grounding_dino
-        from grounded_inpaint.testing.tiny_sam2_video import write_tiny_sam2_video_original
+        from grounded_inpaint.testing.tiny_sam2_video import write_tiny_sam2_video_hf, write_tiny_sam2_video_original
 
-        dino, sam2 = folder / "tiny" / "grounding-dino-tiny-random", folder / "tiny" / "sam2.1_hiera_tiny_video_random.pt"
+        dino = folder / "tiny" / "grounding-dino-tiny-random"
         if not (dino / "config.json").is_file():
             write_tiny_grounding_dino(dino)
+        if kind == "tiny256":  # a transformers folder at 256 px: 16x16 memory tokens per frame
+            sam2 = folder / "tiny" / "sam2.1-video-tiny-random-256"
+            if not (sam2 / "config.json").is_file():
+                write_tiny_sam2_video_hf(sam2, image_size=256)
+            return dino, sam2
+        sam2 = folder / "tiny" / "sam2.1_hiera_tiny_video_random.pt"
         if not sam2.is_file():
             write_tiny_sam2_video_original(sam2)
         return dino, sam2
@@ -130,7 +136,10 @@ def memory_child(folder: Path, count: int, reference: bool, kind: str = "real") 
         from transformers import Sam2ImageProcessor, Sam2VideoProcessor
         from transformers.models.sam2_video import Sam2VideoVideoProcessor
 
-        processor = Sam2VideoProcessor(Sam2ImageProcessor(), Sam2VideoVideoProcessor())
+        size = {"height": engine.image_size, "width": engine.image_size}
+        processor = Sam2VideoProcessor(Sam2ImageProcessor(size=size, mask_size={"height": engine.image_size // 4,
+                                                                                "width": engine.image_size // 4}),
+                                       Sam2VideoVideoProcessor(size=size))
         video = torch.stack([(f * 255).permute(2, 0, 1) for f in frames(count)])
         session = processor.init_video_session(video=video, inference_device="cpu")
         del video
@@ -168,9 +177,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="10 frames, memory at 20 and 50, reference at 20")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--memory-only", action="store_true")
-    parser.add_argument("--memory-model", choices=["real", "tiny"], default="real",
-                        help="models of the memory runs: real-size, or the tiny ones at 1024 px (same memory-bank geometry, "
-                        "minutes instead of an hour on 2 cores)")
+    parser.add_argument("--memory-model", choices=["real", "tiny", "tiny256"], default="real",
+                        help="models of the memory runs: real-size; the tiny ones at 1024 px (the real memory-bank geometry); "
+                        "or the tiny SAM 2.1 at 256 px (16x16 memory tokens per frame: seconds per run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

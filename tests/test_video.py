@@ -477,3 +477,17 @@ def test_track_command_bad_options_exit_2(models_dir, tmp_path, capsys):
     assert stop.value.code == 2 and "--detect-every" in capsys.readouterr().err
     assert main(_track_argv(models_dir, clip, tmp_path / "out", "--ids", "x")) == 2
     assert main(_track_argv(models_dir, tmp_path / "missing", tmp_path / "out")) == 2
+
+
+def test_bf16_tracks_like_fp32(models_dir):
+    root, paths = models_dir
+    fp32 = load_video_model(paths["sam2_video_hf"], root, download=False, cache=False)
+    bf16 = load_video_model(paths["sam2_video_hf"], root, download=False, cache=False, dtype="bf16")
+    assert bf16.dtype == torch.bfloat16
+    frames = _clip(6, 24, 32, seed=4)
+    _, a = _ours(fp32, frames, {0: {1: BOXES[1] / 2}})
+    _, b = _ours(bf16, frames, {0: {1: BOXES[1] / 2}})
+    for i in range(6):
+        inter = (a[i][1].mask & b[i][1].mask).sum().item()
+        union = (a[i][1].mask | b[i][1].mask).sum().item()
+        assert union and inter / union > 0.9, i
