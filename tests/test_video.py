@@ -491,3 +491,19 @@ def test_bf16_tracks_like_fp32(models_dir):
         inter = (a[i][1].mask & b[i][1].mask).sum().item()
         union = (a[i][1].mask | b[i][1].mask).sum().item()
         assert union and inter / union > 0.9, i
+
+
+def test_segments_info_lists_the_ids():
+    from grounded_inpaint.batch import describe_segments
+
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, :2, :2] = masks[1, 4:, 4:] = True
+    seg = Segments(masks, torch.tensor([[0.0, 0, 2, 2], [4.0, 4, 8, 8]]), torch.ones(2), torch.ones(2), ["a", "b"], (8, 8),
+                   torch.tensor([3, 7]))
+    text = describe_segments([seg, seg.take([1])])
+    assert "image 1 #0 id 3 a" in text and "image 2 #0 id 7 b" in text
+    assert seg.to_json()["instances"][1]["id"] == 7 and "id" not in Segments.empty((8, 8)).to_json()
+    with pytest.raises(ValueError, match="one object id per mask"):
+        Segments(masks, seg.boxes, seg.scores, seg.quality, seg.labels, (8, 8), torch.tensor([1]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        Segments(masks, seg.boxes, seg.scores, seg.quality, seg.labels, (8, 8), torch.tensor([1.5, 2.0]))
