@@ -10,9 +10,10 @@ Swin-T and SAM 2.1 Hiera-T with its video weights, one ``.pt`` file read by both
 1024x1024 frame.
 
 * **Speed**: frame by frame, in one process, the two are timed alternately on the same frame:
-  Grounded Segment (GroundingDINO + SAM 2.1 on the frame, at most 2 boxes) and one step of Grounded
-  Track (``detect_every`` 10, at most 2 objects). Random weights find random boxes, so both are
-  given box threshold 0 and 2 objects: the same work per object on both sides.
+  Grounded Segment (GroundingDINO + SAM 2.1 on the frame, at most ``--objects`` boxes, default 2) and
+  one step of Grounded Track (``detect_every`` 10, at most ``--objects`` objects). Random weights find random boxes, so both are
+  given box threshold 0 and the same number of objects: the same work per object on both sides. The feature cache
+  is off (``GROUNDED_INPAINT_CACHE_MB=0``), so neither side reuses the other's GroundingDINO pass.
 * **Memory**: each clip length runs in its own process, which streams the frames (made on the fly,
   so the clip itself takes no memory) through Grounded Track and reports its peak RSS above the
   RSS once the models are loaded. ``--reference`` also runs transformers' documented whole-video
@@ -34,7 +35,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+# Grounded Segment and Grounded Track see the same frames: with the content-keyed cache on, the second
+# one's GroundingDINO pass would be a cache hit. Both run uncached here.
+os.environ["GROUNDED_INPAINT_CACHE_MB"] = "0"
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 1024
@@ -88,7 +93,7 @@ def models(folder: Path, kind: str = "real"):
     return dino, sam2
 
 
-def speed(folder: Path, count: int, detect_every: int) -> dict:
+def speed(folder: Path, count: int, detect_every: int, objects: int = 2) -> dict:
     from grounded_inpaint.models import load_detector, load_segmenter
     from grounded_inpaint.pipeline import grounded_segment
     from grounded_inpaint.video import load_video_model, track_frames
@@ -98,12 +103,12 @@ def speed(folder: Path, count: int, detect_every: int) -> dict:
     predictor = load_segmenter(sam2_path)
     engine = load_video_model(sam2_path)
     clip = list(frames(count))
-    tracked = track_frames(detector, engine, iter(clip), PROMPT, detect_every=detect_every, max_objects=2, box_threshold=0.0)
+    tracked = track_frames(detector, engine, iter(clip), PROMPT, detect_every=detect_every, max_objects=objects, box_threshold=0.0)
     per_frame = {"segment": [], "track": []}
     objects = []
     for i, frame in enumerate(clip):
         start = time.perf_counter()
-        _, (seg,) = grounded_segment(detector, predictor, [frame], PROMPT, box_threshold=0.0, max_detections=2)
+        _, (seg,) = grounded_segment(detector, predictor, [frame], PROMPT, box_threshold=0.0, max_detections=objects)
         per_frame["segment"].append(time.perf_counter() - start)
         start = time.perf_counter()
         result = next(tracked)
@@ -115,7 +120,7 @@ def speed(folder: Path, count: int, detect_every: int) -> dict:
     key = [t for i, t in enumerate(per_frame["track"]) if i % detect_every == 0]
     between = [t for i, t in enumerate(per_frame["track"]) if i % detect_every != 0]
     return {
-        "frames": count, "detect_every": detect_every, "per_frame_s": per_frame, "objects": objects,
+        "frames": count, "detect_every": detect_every, "max_objects": objects, "per_frame_s": per_frame, "objects": objects,
         "segment_mean_s": seg_mean, "track_mean_s": track_mean, "ratio": track_mean / seg_mean,
         "track_key_frame_mean_s": statistics.mean(key), "track_between_mean_s": statistics.mean(between) if between else None,
     }
@@ -172,6 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", type=Path, default=Path(os.environ.get("GI_BENCH_MODELS", "/tmp/gi-bench-models")))
     parser.add_argument("--frames", type=int, default=20, help="frames for the speed comparison")
     parser.add_argument("--detect-every", type=int, default=10)
+    parser.add_argument("--objects", type=int, default=2, help="objects per frame on both sides (default 2)")
     parser.add_argument("--memory", default="50,200", help="clip lengths for the memory runs")
     parser.add_argument("--reference", default="50", help="clip lengths for transformers' whole-video usage ('' = none)")
     parser.add_argument("--quick", action="store_true", help="10 frames, memory at 20 and 50, reference at 20")
@@ -195,8 +201,8 @@ def main(argv=None) -> int:
     print("ids on the crossing clip (perfect detector and video model):",
           ", ".join(f"detect_every {k}: {v['swaps']} swaps, ids {v['ids']}" for k, v in report["ids"].items()), flush=True)
     if not args.memory_only:
-        print(f"speed: {args.frames} frames at {SIDE}x{SIDE}, detect_every {args.detect_every}, 2 objects", flush=True)
-        result = speed(args.models, args.frames, args.detect_every)
+        print(f"speed: {args.frames} frames at {SIDE}x{SIDE}, detect_every {args.detect_every}, {args.objects} objects", flush=True)
+        result = speed(args.models, args.frames, args.detect_every, args.objects)
         report["speed"] = result
         print(f"Grounded Segment every frame: {result['segment_mean_s']:.2f} s/frame; Grounded Track: "
               f"{result['track_mean_s']:.2f} s/frame (key frames {result['track_key_frame_mean_s']:.2f} s, others "
