@@ -105,7 +105,7 @@ def speed(folder: Path, count: int, detect_every: int, objects: int = 2) -> dict
     clip = list(frames(count))
     tracked = track_frames(detector, engine, iter(clip), PROMPT, detect_every=detect_every, max_objects=objects, box_threshold=0.0)
     per_frame = {"segment": [], "track": []}
-    objects = []
+    counts = []
     for i, frame in enumerate(clip):
         start = time.perf_counter()
         _, (seg,) = grounded_segment(detector, predictor, [frame], PROMPT, box_threshold=0.0, max_detections=objects)
@@ -113,14 +113,14 @@ def speed(folder: Path, count: int, detect_every: int, objects: int = 2) -> dict
         start = time.perf_counter()
         result = next(tracked)
         per_frame["track"].append(time.perf_counter() - start)
-        objects.append((len(seg), len(result)))
+        counts.append((len(seg), len(result)))
         print(f"  frame {i:3d}: Grounded Segment {per_frame['segment'][-1]:6.2f} s ({len(seg)} objects), "
               f"Grounded Track {per_frame['track'][-1]:6.2f} s ({len(result)} objects)", flush=True)
     seg_mean, track_mean = statistics.mean(per_frame["segment"]), statistics.mean(per_frame["track"])
     key = [t for i, t in enumerate(per_frame["track"]) if i % detect_every == 0]
     between = [t for i, t in enumerate(per_frame["track"]) if i % detect_every != 0]
     return {
-        "frames": count, "detect_every": detect_every, "max_objects": objects, "per_frame_s": per_frame, "objects": objects,
+        "frames": count, "detect_every": detect_every, "max_objects": objects, "per_frame_s": per_frame, "objects": counts,
         "segment_mean_s": seg_mean, "track_mean_s": track_mean, "ratio": track_mean / seg_mean,
         "track_key_frame_mean_s": statistics.mean(key), "track_between_mean_s": statistics.mean(between) if between else None,
     }
