@@ -10,15 +10,16 @@ Swin-T and SAM 2.1 Hiera-T with its video weights, one ``.pt`` file read by both
 1024x1024 frame.
 
 * **Speed**: frame by frame, in one process, the two are timed alternately on the same frame:
-  Grounded Segment (GroundingDINO + SAM 2.1 on the frame, at most ``--objects`` boxes, default 2) and
-  one step of Grounded Track (``detect_every`` 10, at most ``--objects`` objects). Random weights find random boxes, so both are
-  given box threshold 0 and the same number of objects: the same work per object on both sides. The feature cache
-  is off (``GROUNDED_INPAINT_CACHE_MB=0``), so neither side reuses the other's GroundingDINO pass.
+  Grounded Segment (GroundingDINO + SAM 2.1 on the frame, at most ``--objects`` boxes, default 2)
+  and one step of Grounded Track (``detect_every`` 10, at most ``--objects`` objects). Random
+  weights find random boxes, so both get box threshold 0 and the same number of objects: the same
+  work per object on both sides. The feature cache is off (``GROUNDED_INPAINT_CACHE_MB=0``), so
+  neither side reuses the other's GroundingDINO pass.
 * **Memory**: each clip length runs in its own process, which streams the frames (made on the fly,
   so the clip itself takes no memory) through Grounded Track and reports its peak RSS above the
   RSS once the models are loaded. ``--reference`` also runs transformers' documented whole-video
   usage (``init_video_session(video=...)`` + ``propagate_in_video_iterator``), which keeps every
-  frame and every output.
+  frame and every output (200 frames of 1024 px need about 8 GB that way).
 * **Ids**: the id rules on the synthetic crossing clip with a perfect detector and video model
   (random weights cannot see the blocks): the number of id swaps.
 """
