@@ -12,6 +12,7 @@ from .loaders import LoadGroundingDino, LoadSam
 from .masking import MaskFromSegments, SegmentsInfo
 from .sam3 import LoadSam3, Sam3Segment
 from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
+from .video import GroundedTrack, LoadSam2Video, SelectObjects
 
 runtime.register_model_folders()
 editor.register_routes()  # the editor's live masks, on ComfyUI's own server (nothing outside ComfyUI)
@@ -29,6 +30,9 @@ _NODES = (
     ("GroundedInpaintComposite", Composite, "Composite Object"),
     ("GroundedInpaintLoadSam3", LoadSam3, "Load SAM 3 Model"),
     ("GroundedInpaintSam3Segment", Sam3Segment, "SAM 3 Segment (text → masks)"),
+    ("GroundedInpaintLoadSam2Video", LoadSam2Video, "Load SAM 2.1 Video Model"),
+    ("GroundedInpaintGroundedTrack", GroundedTrack, "Grounded Track (text → tracked masks)"),
+    ("GroundedInpaintSelectObjects", SelectObjects, "Select Objects (by id or label)"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

@@ -99,14 +99,16 @@ def instance_masks(segments: Sequence[Segments]) -> torch.Tensor:
 
 
 def describe_segments(segments: Sequence[Segments]) -> str:
-    """One line per instance: ``image 1 #0 shoes score 0.87 quality 0.93 box [x0, y0, x1, y1]``."""
+    """One line per instance: ``image 1 #0 shoes score 0.87 quality 0.93 box [x0, y0, x1, y1]``
+    (``image 1 #0 id 3 shoes ...`` for tracked instances, which carry object ids)."""
     lines = []
     for b, seg in enumerate(segments):
         if not len(seg):
             lines.append(f"image {b + 1}: nothing found")
+        ids = [f"id {i} " for i in seg.ids.tolist()] if getattr(seg, "ids", None) is not None else [""] * len(seg)
         for i, (label, score, q, box) in enumerate(zip(seg.labels, seg.scores.tolist(), seg.quality.tolist(), seg.boxes.tolist())):
             coords = ", ".join(f"{v:.0f}" for v in box)
-            lines.append(f"image {b + 1} #{i} {label} score {score:.2f} quality {q:.2f} box [{coords}]")
+            lines.append(f"image {b + 1} #{i} {ids[i]}{label} score {score:.2f} quality {q:.2f} box [{coords}]")
     return "\n".join(lines)
 
 

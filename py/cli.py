@@ -13,6 +13,9 @@ For every image it writes ``DIR/<image name>/``:
 The default models are ``grounding-dino-tiny`` (IDEA-Research) and ``sam-vit-base`` (Meta's SAM
 ViT-B in transformers' layout), downloaded on first use into ``--models`` unless ``--no-download``.
 
+``python -m grounded_inpaint track CLIP --prompt ... --out DIR`` tracks the objects through a video
+or a folder of frames (see :mod:`grounded_inpaint.video.cli`).
+
 ``python -m grounded_inpaint models`` lists the models found in the models folder and the ones that
 can be downloaded. Errors end the program with exit code 2 (bad options, each named with its valid
 range) or 1 (missing models — all of them named at once —, unreadable image, …) and a
@@ -110,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .inpaint import add_inpaint_arguments  # diffusers itself is imported only when it runs
 
     add_inpaint_arguments(sub)
+
+    from .video.cli import add_track_arguments  # the video models are imported only when it runs
+
+    add_track_arguments(sub)
     return parser
 
 
@@ -226,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return run_models(args)
-        if args.command == "inpaint":
+        if args.command in ("inpaint", "track"):
             return args.func(args)
         return run_mask(args)
     except (CliError, EmptyPromptError) as exc:

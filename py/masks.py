@@ -150,12 +150,15 @@ def select_instances(
     top_k: int | None = None,
     labels: Sequence[str] | str | None = None,
     min_score: float = 0.0,
+    ids: Sequence[int] | None = None,
 ) -> Segments:
     """The instances that pass all the given filters, as a new :class:`Segments`.
 
     See :func:`select_indices` for the filters.
     """
-    return segments.take(select_indices(segments, indices=indices, top_k=top_k, labels=labels, min_score=min_score))
+    return segments.take(
+        select_indices(segments, indices=indices, top_k=top_k, labels=labels, min_score=min_score, ids=ids)
+    )
 
 
 def select_indices(
@@ -165,10 +168,11 @@ def select_indices(
     top_k: int | None = None,
     labels: Sequence[str] | str | None = None,
     min_score: float = 0.0,
+    ids: Sequence[int] | None = None,
 ) -> list[int]:
     """Positions of the instances that pass all the given filters.
 
-    The filters combine as an intersection and are applied in this order: ``labels``,
+    The filters combine as an intersection and are applied in this order: ``ids``, ``labels``,
     ``min_score``, ``indices``, ``top_k``. The result keeps the original order of the instances.
 
     Arguments:
@@ -185,14 +189,18 @@ def select_indices(
             ``"red shoes"``, but ``"shoe"`` does not match ``"shoes"``. A single string is split at
             commas and periods (``"shoes, bag"``). ``None`` or empty: no filtering.
         min_score: keep instances whose score is ``>= min_score``; in ``0..1`` (0 keeps all).
+        ids: object ids to keep (video tracks, :attr:`Segments.ids`): the same object keeps its id
+            in every frame, so one list picks it through a whole clip; ids a frame does not have are
+            skipped. ``None`` or empty: no filtering.
 
     Returns:
         The kept positions in increasing order (possibly none).
 
     Raises:
         ValueError: ``top_k`` is not a whole number ``>= 0`` (or None), ``min_score`` is not a
-            number in ``0..1``, or an index is not a whole number (NaN, infinity and ``bool`` are
-            refused everywhere); the message names the parameter and its valid range.
+            number in ``0..1``, an index or id is not a whole number (NaN, infinity and ``bool``
+            are refused everywhere), or ``ids`` are given for instances that have no object ids
+            (single images); the message names the parameter and its valid range.
     """
     n = len(segments)
     top_k = count("top_k", top_k, allow_none=True, meaning="(0 or None keeps all instances)")
@@ -200,8 +208,20 @@ def select_indices(
     if indices is not None:
         indices = [number("indices", index, integer=True, meaning="(negative counts from the end)") for index in indices]
 
+    if ids is not None:
+        ids = [number("ids", obj_id, integer=True, meaning="(object ids of tracked instances)") for obj_id in ids]
+
     scores = segments.scores.tolist()
     keep = list(range(n))
+    if ids:
+        if segments.ids is None:
+            raise ValueError(
+                "ids must name tracked objects, but these instances have no object ids (they come from single images, "
+                "not from a tracked clip); choose them by index or label instead"
+            )
+        wanted_ids = {int(i) for i in ids}
+        own = segments.ids.tolist()
+        keep = [i for i in keep if own[i] in wanted_ids]
     wanted = _wanted_labels(labels)
     if wanted:
         keep = [i for i in keep if _label_matches(segments.labels[i], wanted)]

@@ -424,12 +424,13 @@ def model_display_name(engine: object) -> str:
         family = "SAM-HQ" if kind == "SamHQModel" else "SAM"
         width = int(config.vision_config.hidden_size)
         return f"{family} {_SAM_SIZES.get(width, f'(custom ViT, width {width})')}"
-    if kind == "Sam2Model":
+    if kind in ("Sam2Model", "Sam2VideoModel"):
         vision = config.vision_config
         trunk = getattr(vision, "backbone_config", vision)
         width = int(getattr(trunk, "hidden_size", 0) or 0)
         stages = tuple(int(b) for b in getattr(trunk, "blocks_per_stage", ()) or ())
-        return f"SAM 2.1 {_HIERA_SIZES.get((width, stages), f'(custom Hiera, width {width})')}"
+        video = " video" if kind == "Sam2VideoModel" else ""
+        return f"SAM 2.1{video} {_HIERA_SIZES.get((width, stages), f'(custom Hiera, width {width})')}"
     if kind == "Sam3Model":
         return "SAM 3"
     image_encoder = getattr(model, "image_encoder", None)

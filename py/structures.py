@@ -132,6 +132,8 @@ class Segments:
         quality: ``[N]`` float32: SAM's predicted IoU of the chosen mask.
         labels: ``N`` labels (the detection phrase, or ``"points"`` / ``"mask"`` for manual prompts).
         image_size: ``(height, width)``; equals ``masks.shape[1:]``.
+        ids: ``[N]`` int64 object ids that stay the same for one object through a video clip
+            (:mod:`grounded_inpaint.video`), or ``None`` for single images (the default).
     """
 
     masks: torch.Tensor
@@ -140,6 +142,7 @@ class Segments:
     quality: torch.Tensor
     labels: list[str]
     image_size: tuple[int, int] = field(default=(0, 0))
+    ids: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3:
@@ -163,6 +166,13 @@ class Segments:
                 f"Segments need one box, score, quality and label per mask: {n} masks, "
                 f"{sizes[0]} boxes, {sizes[1]} scores, {sizes[2]} qualities, {sizes[3]} labels"
             )
+        if self.ids is not None:
+            ids = torch.as_tensor(self.ids)
+            if ids.numel() and (ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex()):
+                raise ValueError(f"Segments.ids must be whole numbers (object ids); got dtype {ids.dtype}")
+            self.ids = ids.to(torch.int64).reshape(-1).cpu()
+            if self.ids.shape[0] != n:
+                raise ValueError(f"Segments need one object id per mask: {n} masks, {self.ids.shape[0]} ids")
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -190,6 +200,7 @@ class Segments:
             self.quality[idx],
             [self.labels[int(i)] for i in idx],
             self.image_size,
+            None if self.ids is None else self.ids[idx.cpu()],
         )
 
     def union(self) -> torch.Tensor:
@@ -200,7 +211,7 @@ class Segments:
 
     def to(self, device: torch.device | str) -> "Segments":
         return Segments(
-            self.masks.to(device), self.boxes, self.scores, self.quality, list(self.labels), self.image_size
+            self.masks.to(device), self.boxes, self.scores, self.quality, list(self.labels), self.image_size, self.ids
         )
 
     def detections(self) -> Detections:
@@ -208,20 +219,23 @@ class Segments:
         return Detections(self.boxes, self.scores, list(self.labels), self.image_size)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-serialisable summary (no mask pixels): label, score, quality, box and area."""
+        """JSON-serialisable summary (no mask pixels): label, score, quality, box and area (and the
+        object ``id`` when the instances have ids)."""
         areas = self.masks.flatten(1).sum(1).tolist() if len(self) else []
+        ids = self.ids.tolist() if self.ids is not None else [None] * len(self)
         return {
             "image_size": list(self.image_size),
             "instances": [
                 {
+                    **({"id": int(obj_id)} if obj_id is not None else {}),
                     "label": label,
                     "score": round(float(score), 6),
                     "quality": round(float(q), 6),
                     "box": [round(float(v), 3) for v in box],
                     "area": int(area),
                 }
-                for label, score, q, box, area in zip(
-                    self.labels, self.scores.tolist(), self.quality.tolist(), self.boxes.tolist(), areas
+                for obj_id, label, score, q, box, area in zip(
+                    ids, self.labels, self.scores.tolist(), self.quality.tolist(), self.boxes.tolist(), areas
                 )
             ],
         }

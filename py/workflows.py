@@ -68,6 +68,8 @@ def _spec(inputs: Iterable[tuple], outputs: Iterable[str], output_node: bool = F
 #: ComfyUI core nodes used by the example workflows (checked against ComfyUI 0.3.64's /object_info).
 CORE_NODES: dict[str, NodeSpec] = {
     "LoadImage": _spec([("image", "COMBO", False, False, True)], ["IMAGE", "MASK"]),
+    "LoadVideo": _spec([("file", "COMBO", False, False, True)], ["VIDEO"]),
+    "GetVideoComponents": _spec([("video", "VIDEO")], ["IMAGE", "AUDIO", "FLOAT"]),
     "SaveImage": _spec([("images", "IMAGE"), ("filename_prefix", "STRING")], [], True),
     "PreviewImage": _spec([("images", "IMAGE")], [], True),
     "CheckpointLoaderSimple": _spec([("ckpt_name", "COMBO")], ["MODEL", "CLIP", "VAE"]),

@@ -67,6 +67,18 @@ def _mask(key):
     return lambda v, fx: masks.make_inpaint_mask(_segments(), **{key: v})
 
 
+def _track(key):
+    """Grounded Track's numbers are checked before any model runs (no models are given)."""
+    from grounded_inpaint.video import track_frames
+
+    return lambda v, fx: list(track_frames(None, None, [torch.rand(8, 8, 3)], "cat", **{key: v}))
+
+
+def _tracked_segments() -> Segments:
+    s = _segments()
+    return Segments(s.masks, s.boxes, s.scores, s.quality, s.labels, s.image_size, torch.tensor([3, 7]))
+
+
 TABLE = [
     Row("box_threshold", NAN, _detect("box_threshold"), ("mask", "--box-threshold"), ("GroundedInpaintDetect", "box_threshold")),
     Row("box_threshold", 1.5, _detect("box_threshold"), ("mask", "--box-threshold"), ("GroundedInpaintDetect", "box_threshold")),
@@ -126,6 +138,14 @@ TABLE = [
     Row("mask_threshold", -1.0, lambda v, fx: fx["sam3"].segment(torch.rand(16, 16, 3), "cat", mask_threshold=v) if fx["sam3"] else _skip()),
     Row("max_instances", -2, lambda v, fx: fx["sam3"].segment(torch.rand(16, 16, 3), "cat", max_instances=v) if fx["sam3"] else _skip()),
     Row("overlap_iou", NAN, lambda v, fx: fx["sam3"].segment(torch.rand(16, 16, 3), "cat", overlap_iou=v) if fx["sam3"] else _skip()),
+    Row("detect_every", -1, _track("detect_every"), ("track", "--detect-every"), ("GroundedInpaintGroundedTrack", "detect_every")),
+    Row("detect_every", NAN, _track("detect_every"), None, ("GroundedInpaintGroundedTrack", "detect_every")),
+    Row("max_objects", 0, _track("max_objects"), ("track", "--max-objects"), ("GroundedInpaintGroundedTrack", "max_objects")),
+    Row("max_objects", 1000, _track("max_objects"), ("track", "--max-objects"), None),
+    Row("box_threshold", NAN, _track("box_threshold"), ("track", "--box-threshold"), ("GroundedInpaintGroundedTrack", "box_threshold")),
+    Row("text_threshold", 2.0, _track("text_threshold"), ("track", "--text-threshold"), ("GroundedInpaintGroundedTrack", "text_threshold")),
+    Row("ids", 2.5, lambda v, fx: masks.select_instances(_tracked_segments(), ids=[v])),
+    Row("ids", [1], lambda v, fx: masks.select_instances(_segments(), ids=v)),  # single images have no ids
 ]
 
 
@@ -168,7 +188,13 @@ def test_cli_exits_2_naming_the_option(row, models_dir, tmp_path, capsys):
     command, option = row.cli
     root, paths = models_dir
     models = ["--models", str(root), "--detector", paths["grounding_dino"].name, "--segmenter", paths["sam_meta"].name, "--no-download"]
-    if command == "mask":
+    if command == "track":
+        (tmp_path / "clip").mkdir()
+        image.rename(tmp_path / "clip" / image.name)
+        argv = ["track", str(tmp_path / "clip"), "--prompt", "cat", "--out", str(tmp_path / "out"), "--models", str(root),
+                "--detector", paths["grounding_dino"].name, "--video-model", "sam2.1-video-hf-tiny-random", "--no-download",
+                option, _cli_value(row.value)]
+    elif command == "mask":
         argv = ["mask", str(image), "--prompt", "cat", "--out", str(tmp_path / "out"), *models, option, _cli_value(row.value)]
     else:
         argv = ["inpaint", str(image), "--detect", "cat", "--prompt", "a dog", "--out", str(tmp_path / "out"), *models,
@@ -195,6 +221,12 @@ def _node_inputs(pack, comfy, models_dir, node_id: str) -> dict:  # noqa: F811
         return dict(image=torch.rand(1, 24, 32, 3), opacity=0.5, show_boxes=True, show_labels=True, segments=[_pack_segments(pack)])
     if node_id == "GroundedInpaintCutOut":
         return dict(image=torch.rand(1, 24, 32, 3), mask=_segments().union()[None], crop=True, padding=0)
+    if node_id == "GroundedInpaintGroundedTrack":
+        comfy.folder_paths.add_model_folder_path("sam2", str(root / "sam2"))
+        (det,) = call(pack, "GroundedInpaintLoadGroundingDino", model_name=paths["grounding_dino"].name, device="auto", precision="auto")
+        (video,) = call(pack, "GroundedInpaintLoadSam2Video", model_name=paths["sam2_video_hf"].name, device="auto", precision="auto")
+        return dict(images=torch.rand(2, 16, 16, 3), detector=det, video_model=video, prompt="cat", detect_every=10,
+                    max_objects=2, box_threshold=0.3, text_threshold=0.25)
     if node_id == "GroundedInpaintComposite":
         return dict(background=torch.rand(1, 24, 32, 3), object=torch.rand(1, 8, 8, 3), x=0, y=0, scale=1.0, anchor="top-left", feather=0.0)
     raise AssertionError(node_id)

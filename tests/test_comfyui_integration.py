@@ -46,6 +46,8 @@ def comfy_server(tmp_path_factory):
     shutil.copy(ROOT / "assets" / "coffee.png", work / "input" / "coffee.png")
     for picture in (ROOT / "example_workflows" / "inputs").glob("*.png"):
         shutil.copy(picture, work / "input" / f"example_{picture.name}")
+    for clip in (ROOT / "example_workflows" / "inputs").glob("*.mp4"):
+        shutil.copy(clip, work / "input" / f"example_{clip.name}")
     server.wait_ready()
     yield server.base, work, paths, server
     server.stop()
@@ -104,6 +106,10 @@ def _example(name: str) -> dict:
             inputs["steps"] = 1
         elif kind == "LoadImage":
             inputs["image"] = f"example_{inputs['image']}"
+        elif kind == "LoadVideo":
+            inputs["file"] = f"example_{inputs['file']}"
+        elif kind == "GroundedInpaintLoadSam2Video":
+            inputs["model_name"] = "sam2.1-video-hf-tiny-random"
         elif kind == "SaveImage":
             inputs["filename_prefix"] = f"{inputs['filename_prefix']}_{tag}"
     return workflow
@@ -174,6 +180,27 @@ def test_mask_only_saves_mask_overlay_and_cutout(comfy_server):
     assert outputs["mask"].shape == (264, 400, 3) and set(np.unique(outputs["mask"]).tolist()) <= {0, 255}
     assert outputs["overlay"].shape == (264, 400, 3)
     assert outputs["cutout"].ndim == 3 and outputs["cutout"].shape[2] == 4  # RGBA
+
+
+def test_video_track_saves_one_inverted_mask_per_frame(comfy_server):
+    """ComfyUI's Load Video → Get Video Components → Grounded Track → Select Objects → Mask from
+    Segmentation (inverted) → Save Image: 24 frames in, 24 masks out, every object keeps its id."""
+    base, work, _, server = comfy_server
+    wf = _example("video_track")
+    track = _find(wf, "GroundedInpaintGroundedTrack")
+    wf[track]["inputs"].update(box_threshold=0.0, text_threshold=0.0, max_objects=2, detect_every=5)  # random weights
+    _add_save(wf, "900", [track, 1], mask=True)
+    entry = server.run(wf, timeout=600)
+    masks = entry["outputs"][_find(wf, "SaveImage", "Save the mask of every frame")]["images"]
+    objects = entry["outputs"]["900"]["images"]
+    previews = entry["outputs"][_find(wf, "SaveImage", "Save the preview (ids)")]["images"]
+    assert len(masks) == len(objects) == len(previews) == 24  # B frames in, B masks out
+    for saved, tracked in zip(masks, objects):
+        mask = np.asarray(Image.open(work / "output" / saved["subfolder"] / saved["filename"]))[..., 0]
+        union = np.asarray(Image.open(work / "output" / tracked["subfolder"] / tracked["filename"]))[..., 0]
+        assert mask.shape == (96, 160) and set(np.unique(mask).tolist()) <= {0, 255}
+        assert (mask == 255).any()  # inverted: the background is repainted
+        assert union.shape == (96, 160)
 
 
 def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):

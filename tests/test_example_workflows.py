@@ -41,8 +41,8 @@ def _load(name):
     return json.loads((FOLDER / f"{name}.json").read_text()), json.loads((FOLDER / "api" / f"{name}_api.json").read_text())
 
 
-def test_the_four_workflows_are_there():
-    assert NAMES == ["background_generation", "mask_only", "object_replacement", "product_placement"]
+def test_the_five_workflows_are_there():
+    assert NAMES == ["background_generation", "mask_only", "object_replacement", "product_placement", "video_track"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -62,10 +62,19 @@ def test_workflow_is_valid(specs, name):
 def test_inputs_ship_with_the_pack(name):
     _, api = _load(name)
     images = [n["inputs"]["image"] for n in api.values() if n["class_type"] == "LoadImage"]
-    assert images
+    videos = [n["inputs"]["file"] for n in api.values() if n["class_type"] == "LoadVideo"]
+    assert images or videos
     for image in images:
         with Image.open(FOLDER / "inputs" / image) as im:
             assert im.size[0] % 8 == 0 and im.size[1] % 8 == 0  # exact VAE round trip size
+    for video in videos:
+        path = FOLDER / "inputs" / video
+        assert path.is_file() and path.stat().st_size < 100_000  # a tiny clip
+        if importlib.util.find_spec("av"):
+            from grounded_inpaint.video.frames import open_clip
+
+            clip = open_clip(path)
+            assert clip.count == sum(1 for _ in clip.frames()) >= 10
 
 
 def test_checks_catch_broken_graphs(specs):

@@ -38,8 +38,8 @@ def test_lists_local_then_known(models_dir):
     root, paths = models_dir
     sams = models.list_model_choices(root, "sam")
     in_sams = sorted(paths[k].name for k in ("sam_meta", "sam_hf", "sam_hq_meta", "sam_hq_hf"))
-    in_sam2 = sorted(paths[k].name for k in ("sam2_file", "sam2_hf"))
-    assert sams[:6] == in_sams + in_sam2  # models/sams first, then models/sam2, each sorted
+    in_sam2 = sorted(paths[k].name for k in ("sam2_file", "sam2_hf", "sam2_video_file", "sam2_video_hf") if k in paths)
+    assert sams[:len(in_sams) + len(in_sam2)] == in_sams + in_sam2  # models/sams first, then models/sam2, each sorted
     assert "sam-vit-base" in sams and "sam_vit_h_4b8939.pth" in sams
     assert models.list_local_models(root, "grounding-dino") == sorted(
         paths[k].name for k in ("grounding_dino", "mm_grounding_dino", "grounding_dino_original")

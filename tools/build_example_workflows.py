@@ -246,7 +246,44 @@ def mask_only() -> Workflow:
     return Workflow("mask_only", nodes, notes, reasons)
 
 
-WORKFLOWS = (background_generation, product_placement, object_replacement, mask_only)
+VIDEO_MODEL = "sam2.1_hiera_tiny.pt"
+
+
+def video_track() -> Workflow:
+    nodes = [
+        Node(1, "LoadVideo", {"file": "crossing.mp4"}, (0, 0), "Clip", (320, 360)),
+        Node(2, "GetVideoComponents", {"video": (1, 0)}, (0, 420), size=(320, 120)),
+        Node(3, "GroundedInpaintLoadGroundingDino", {"model_name": DETECTOR, "device": "auto", "precision": "auto"}, (0, 600)),
+        Node(4, "GroundedInpaintLoadSam2Video", {"model_name": VIDEO_MODEL, "device": "auto", "precision": "auto"}, (0, 770)),
+        Node(5, "GroundedInpaintGroundedTrack", {"images": (2, 0), "detector": (3, 0), "video_model": (4, 0),
+                                                 "prompt": "red square, blue square", "detect_every": 10, "max_objects": 8,
+                                                 "box_threshold": 0.3, "text_threshold": 0.25}, (380, 0), size=(360, 420)),
+        Node(6, "GroundedInpaintSelectObjects", {"segments": (5, 0), "ids": "", "labels": ""}, (800, 0), size=(320, 160)),
+        Node(7, "GroundedInpaintMaskFromSegments", {"segments": (6, 0), "invert": True, "grow": 0, "feather": 0.0,
+                                                    "fill_holes": True, "min_area": 64}, (800, 220), size=(340, 230)),
+        Node(8, "SaveImage", {"images": (7, 1), "filename_prefix": "grounded_inpaint/track_mask"}, (1200, 0),
+             "Save the mask of every frame", (360, 300)),
+        Node(9, "SaveImage", {"images": (5, 2), "filename_prefix": "grounded_inpaint/track_preview"}, (1200, 360),
+             "Save the preview (ids)", (360, 300)),
+    ]
+    notes = [
+        Note("Video: tracked masks through a clip, no Stable Diffusion model needed.\n\n"
+             "Load Video + Get Video Components give the frames. Grounded Track finds \"red square\" and \"blue square\" "
+             "on frame 0 (and every 10 frames) and SAM 2.1's video memory follows each one, with an id (#1, #2) that "
+             "stays the same through the crossing. Select Objects keeps the ids you type (empty = all), and Mask from "
+             "Segmentation turns each frame into the inverted mask (white = repaint the background). One mask image "
+             "is saved per frame.\n\n"
+             f"Models: {DETECTOR} and {VIDEO_MODEL} download themselves on the first run.\n"
+             "Input: copy grounded-inpaint/example_workflows/inputs/crossing.mp4 into ComfyUI/input.", (0, -300), (760, 280)),
+    ]
+    reasons = {
+        "5.prompt": "the objects in this clip",
+        "7.invert": "keep the objects, repaint the background",
+    }
+    return Workflow("video_track", nodes, notes, reasons)
+
+
+WORKFLOWS = (background_generation, product_placement, object_replacement, mask_only, video_track)
 
 
 # ----------------------------------------------------------------------------- writers

@@ -10,9 +10,15 @@ Users keep SAM 2.1 as single files in ``models/sam2`` (``sam2.1_hiera_tiny.pt`` 
   :func:`hf_to_original_sam2_state_dict`, used to write test files in the original layout);
 * :func:`hf_sam2_model_from_original` does all of it and loads strictly.
 
-Only the **image** predictor is built. The video-tracking weights (memory attention, memory encoder,
-object pointers, temporal encodings; see :data:`VIDEO_ONLY_PREFIXES`) are skipped *by name*: any
-other key that does not fit the model is an error, so real weights are never silently dropped.
+The **image** predictor (``Sam2Model``) skips the video-tracking weights (memory attention, memory
+encoder, object pointers, temporal encodings; see :data:`VIDEO_ONLY_PREFIXES`) *by name*: any other
+key that does not fit the model is an error, so real weights are never silently dropped.
+
+The **video** model (transformers ``Sam2VideoModel``, used by :mod:`grounded_inpaint.video`) loads
+every tensor, the video-tracking ones included: :func:`infer_sam2_video_settings` reads the memory
+modules' sizes from their shapes, :func:`hf_sam2_video_config` builds the ``Sam2VideoConfig`` and
+:func:`hf_sam2_video_model_from_original` loads strictly (no key missing, none left over, every
+shape equal), so a file without its video weights is refused with the list of what is missing.
 
 Key mapping (original → transformers):
 
@@ -35,6 +41,22 @@ attention ``out_proj``                                             ``o_proj``
 MLP ``layers.0`` / ``layers.1..n-2`` / ``layers.n-1``              ``proj_in`` / ``layers.0..n-3`` / ``proj_out``
 ``no_mem_embed``                                                   ``no_memory_embedding``
 =================================================================  ==================================================
+
+Video-tracking tensors (original → transformers ``Sam2VideoModel``):
+
+=================================================================  ==================================================
+``maskmem_tpos_enc`` / ``no_mem_pos_enc`` / ``no_obj_ptr``         ``memory_temporal_positional_encoding`` /
+                                                                   ``no_memory_positional_encoding`` / ``no_object_pointer``
+``no_obj_embed_spatial``                                           ``occlusion_spatial_embedding_parameter``
+``obj_ptr_proj.layers.0/1/2``                                      ``object_pointer_proj.proj_in/layers.0/proj_out``
+``obj_ptr_tpos_proj``                                              ``temporal_positional_encoding_projection_layer``
+``memory_attention.layers.N.{self_attn,cross_attn_image}.*``       the same, ``out_proj`` → ``o_proj``
+``memory_attention.layers.N.norm1..3`` / ``memory_attention.norm`` ``…layer_norm1..3`` / ``memory_attention.layer_norm``
+``memory_encoder.mask_downsampler.encoder.{3i, 3i+1, last}``       ``…mask_downsampler.layers.i.conv / .layers.i.layer_norm / final_conv``
+``memory_encoder.pix_feat_proj`` / ``memory_encoder.out_proj``     ``memory_encoder.feature_projection`` / ``memory_encoder.projection``
+``memory_encoder.fuser.layers.N.dwconv/norm/pwconv1/pwconv2/gamma``  ``…memory_fuser.layers.N.depthwise_conv/layer_norm/pointwise_conv1/pointwise_conv2/scale``
+``mask_downsample``                                                ``mask_downsample``
+=================================================================  ==================================================
 """
 
 from __future__ import annotations
@@ -51,7 +73,7 @@ from ..errors import CheckpointError
 from .meta_arch import _few
 
 if TYPE_CHECKING:  # transformers is imported only when a model is built.
-    from transformers import Sam2Config, Sam2Model
+    from transformers import Sam2Config, Sam2Model, Sam2VideoConfig, Sam2VideoModel
 
 __all__ = [
     "Sam2Arch",
@@ -63,6 +85,10 @@ __all__ = [
     "original_to_hf_sam2_state_dict",
     "hf_to_original_sam2_state_dict",
     "hf_sam2_model_from_original",
+    "has_sam2_video_weights",
+    "infer_sam2_video_settings",
+    "hf_sam2_video_config",
+    "hf_sam2_video_model_from_original",
 ]
 
 log = logging.getLogger(__name__)
@@ -370,28 +396,73 @@ def _is_video_only(key: str) -> bool:
     return any(key == p or key.startswith(p) for p in VIDEO_ONLY_PREFIXES)
 
 
+#: Video-tracking tensors, original → transformers ``Sam2VideoModel`` (applied in order, before the
+#: shared renames; the object-pointer MLP and the mask down-sampler indices are handled apart).
+_VIDEO_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"^maskmem_tpos_enc$", "memory_temporal_positional_encoding"),
+    (r"^no_mem_pos_enc$", "no_memory_positional_encoding"),
+    (r"^no_obj_ptr$", "no_object_pointer"),
+    (r"^no_obj_embed_spatial$", "occlusion_spatial_embedding_parameter"),
+    (r"^obj_ptr_tpos_proj\.", "temporal_positional_encoding_projection_layer."),
+    (r"^memory_attention\.norm\.", "memory_attention.layer_norm."),
+    (r"^memory_encoder\.pix_feat_proj\.", "memory_encoder.feature_projection."),
+    (r"^memory_encoder\.out_proj\.", "memory_encoder.projection."),
+    (r"^memory_encoder\.fuser\.layers\.(\d+)\.dwconv\.", r"memory_encoder.memory_fuser.layers.\1.depthwise_conv."),
+    (r"^memory_encoder\.fuser\.layers\.(\d+)\.norm\.", r"memory_encoder.memory_fuser.layers.\1.layer_norm."),
+    (r"^memory_encoder\.fuser\.layers\.(\d+)\.pwconv(\d)\.", r"memory_encoder.memory_fuser.layers.\1.pointwise_conv\2."),
+    (r"^memory_encoder\.fuser\.layers\.(\d+)\.gamma$", r"memory_encoder.memory_fuser.layers.\1.scale"),
+)
+_VIDEO_COMPILED = tuple((re.compile(p), r) for p, r in _VIDEO_RENAMES)
+_OBJ_PTR_MLP = re.compile(r"^obj_ptr_proj\.layers\.(\d+)\.(\w+)$")
+_MASK_DOWNSAMPLER = re.compile(r"^memory_encoder\.mask_downsampler\.encoder\.(\d+)\.(\w+)$")
+
+
+def _video_key(key: str, obj_ptr_depth: int, downsampler_last: int) -> str:
+    """The transformers ``Sam2VideoModel`` name of a video-tracking tensor (see the module table)."""
+    if m := _OBJ_PTR_MLP.match(key):
+        index, leaf = int(m.group(1)), m.group(2)
+        layer = "proj_in" if index == 0 else "proj_out" if index == obj_ptr_depth - 1 else f"layers.{index - 1}"
+        return f"object_pointer_proj.{layer}.{leaf}"
+    if m := _MASK_DOWNSAMPLER.match(key):
+        index, leaf = int(m.group(1)), m.group(2)
+        # Meta's down-sampler is a Sequential of (conv, LayerNorm2d, GELU) per stage, then one 1x1 conv
+        if index == downsampler_last:
+            return f"memory_encoder.mask_downsampler.final_conv.{leaf}"
+        part = "conv" if index % 3 == 0 else "layer_norm"
+        return f"memory_encoder.mask_downsampler.layers.{index // 3}.{part}.{leaf}"
+    for pattern, replacement in _VIDEO_COMPILED:
+        key = pattern.sub(replacement, key)
+    return key
+
+
 def original_to_hf_sam2_state_dict(
-    state_dict: Mapping[str, torch.Tensor], source: str = "<state dict>"
+    state_dict: Mapping[str, torch.Tensor], source: str = "<state dict>", *, video: bool = False
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename an original-layout SAM 2 state dict to transformers ``Sam2Model`` names.
+    """Rename an original-layout SAM 2 state dict to transformers ``Sam2Model`` names
+    (``video=True``: ``Sam2VideoModel`` names, the video-tracking tensors included).
 
     Returns:
         ``(tensors, skipped)``: the renamed tensors (shared, not copied, except the four point
         embeddings, which are stacked into one ``[4, C]`` matrix) and the names of the skipped
-        video-only tensors (:data:`VIDEO_ONLY_PREFIXES`). Keys outside the known modules are *not*
-        skipped: they come back under their own names so the strict load reports them.
+        video-only tensors (:data:`VIDEO_ONLY_PREFIXES`; none with ``video=True``). Keys outside the
+        known modules are *not* skipped: they come back under their own names so the strict load
+        reports them.
     """
     depths: dict[str, int] = {}
     for key in state_dict:
         if m := _MLP_KEY.match(key):
             depths[m.group(1)] = max(depths.get(m.group(1), 0), int(m.group(2)) + 1)
+    obj_ptr_depth = 1 + max((int(m.group(1)) for k in state_dict if (m := _OBJ_PTR_MLP.match(k))), default=-1)
+    downsampler_last = max((int(m.group(1)) for k in state_dict if (m := _MASK_DOWNSAMPLER.match(k))), default=-1)
     converted: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     points: dict[int, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         if _is_video_only(key):
-            skipped.append(key)
-            continue
+            if not video:
+                skipped.append(key)
+                continue
+            key = _video_key(key, obj_ptr_depth, downsampler_last)
         if key == _GAUSSIAN:
             for name in _HF_GAUSSIANS:
                 converted[name] = tensor
@@ -443,8 +514,52 @@ _HF_MLP_KEY = re.compile(
 )
 
 
+#: transformers ``Sam2VideoModel`` → original, for the video-tracking tensors (see :func:`_video_key`).
+_VIDEO_INVERSE: tuple[tuple[str, str], ...] = (
+    (r"^memory_temporal_positional_encoding$", "maskmem_tpos_enc"),
+    (r"^no_memory_positional_encoding$", "no_mem_pos_enc"),
+    (r"^no_object_pointer$", "no_obj_ptr"),
+    (r"^occlusion_spatial_embedding_parameter$", "no_obj_embed_spatial"),
+    (r"^temporal_positional_encoding_projection_layer\.", "obj_ptr_tpos_proj."),
+    (r"^memory_attention\.layer_norm\.", "memory_attention.norm."),
+    (r"^memory_attention\.(layers\.\d+\.\w+)\.o_proj\.", r"memory_attention.\1.out_proj."),
+    (r"^memory_attention\.(layers\.\d+)\.layer_norm(\d)\.", r"memory_attention.\1.norm\2."),
+    (r"^memory_encoder\.feature_projection\.", "memory_encoder.pix_feat_proj."),
+    (r"^memory_encoder\.projection\.", "memory_encoder.out_proj."),
+    (r"^memory_encoder\.memory_fuser\.layers\.(\d+)\.depthwise_conv\.", r"memory_encoder.fuser.layers.\1.dwconv."),
+    (r"^memory_encoder\.memory_fuser\.layers\.(\d+)\.layer_norm\.", r"memory_encoder.fuser.layers.\1.norm."),
+    (r"^memory_encoder\.memory_fuser\.layers\.(\d+)\.pointwise_conv(\d)\.", r"memory_encoder.fuser.layers.\1.pwconv\2."),
+    (r"^memory_encoder\.memory_fuser\.layers\.(\d+)\.scale$", r"memory_encoder.fuser.layers.\1.gamma"),
+)
+_VIDEO_INVERSE_COMPILED = tuple((re.compile(p), r) for p, r in _VIDEO_INVERSE)
+_HF_VIDEO_PREFIXES = (
+    "memory_attention.", "memory_encoder.", "mask_downsample.", "object_pointer_proj.",
+    "temporal_positional_encoding_projection_layer.", "memory_temporal_positional_encoding",
+    "no_memory_positional_encoding", "no_object_pointer", "occlusion_spatial_embedding_parameter",
+)
+_HF_OBJ_PTR_MLP = re.compile(r"^object_pointer_proj\.(proj_in|proj_out|layers\.(\d+))\.(\w+)$")
+_HF_DOWNSAMPLER = re.compile(r"^memory_encoder\.mask_downsampler\.(?:layers\.(\d+)\.(conv|layer_norm)|(final_conv))\.(\w+)$")
+
+
+def _original_video_key(key: str, obj_ptr_hidden: int, downsampler_stages: int) -> str:
+    """The original name of a transformers ``Sam2VideoModel`` video-tracking tensor."""
+    if m := _HF_OBJ_PTR_MLP.match(key):
+        kind, leaf = m.group(1), m.group(3)
+        index = 0 if kind == "proj_in" else obj_ptr_hidden + 1 if kind == "proj_out" else int(m.group(2)) + 1
+        return f"obj_ptr_proj.layers.{index}.{leaf}"
+    if m := _HF_DOWNSAMPLER.match(key):
+        leaf = m.group(4)
+        if m.group(3):
+            return f"memory_encoder.mask_downsampler.encoder.{3 * downsampler_stages}.{leaf}"
+        return f"memory_encoder.mask_downsampler.encoder.{3 * int(m.group(1)) + (0 if m.group(2) == 'conv' else 1)}.{leaf}"
+    for pattern, replacement in _VIDEO_INVERSE_COMPILED:
+        key = pattern.sub(replacement, key)
+    return key
+
+
 def hf_to_original_sam2_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`original_to_hf_sam2_state_dict` (without the video-only tensors).
+    """The inverse of :func:`original_to_hf_sam2_state_dict`: a ``Sam2Model`` or ``Sam2VideoModel``
+    state dict under Meta's names (a video model's tracking tensors included).
 
     Used to write test checkpoints in Meta's layout from a transformers model. Tensors are cloned.
     """
@@ -452,9 +567,14 @@ def hf_to_original_sam2_state_dict(state_dict: Mapping[str, torch.Tensor]) -> di
     for key in state_dict:
         if (m := _HF_MLP_KEY.match(key)) and m.group(3) is not None:
             depths[m.group(1)] = max(depths.get(m.group(1), 0), int(m.group(3)) + 1)
+    obj_ptr_hidden = 1 + max((int(m.group(2)) for k in state_dict if (m := _HF_OBJ_PTR_MLP.match(k)) and m.group(2)), default=-1)
+    downsampler_stages = 1 + max((int(m.group(1)) for k in state_dict if (m := _HF_DOWNSAMPLER.match(k)) and m.group(1)), default=-1)
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         tensor = tensor.detach().clone().contiguous()
+        if any(key == p or key.startswith(p) for p in _HF_VIDEO_PREFIXES):
+            out[_original_video_key(key, obj_ptr_hidden, downsampler_stages)] = tensor
+            continue
         if key == _HF_GAUSSIANS[1]:
             continue  # the same matrix as the prompt encoder's
         if key == _HF_GAUSSIANS[0]:
@@ -506,3 +626,175 @@ def hf_sam2_model_from_original(
         log.info("%s: skipped %d video-tracking tensors (memory attention/encoder, object pointers)", source, len(skipped))
     log.debug("%s: converted %d SAM 2 tensors to transformers Sam2Model (%s)", source, len(tensors), arch.name)
     return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# The video model (transformers Sam2VideoModel): image weights plus the video-tracking tensors
+# --------------------------------------------------------------------------------------------
+
+#: Video-tracking tensors every SAM 2.1 video model has (the memory modules' sizes are read from them).
+_VIDEO_REQUIRED = (
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "no_obj_ptr",
+    "mask_downsample.weight",
+    "obj_ptr_proj.layers.0.weight",
+    "memory_attention.norm.weight",
+    "memory_attention.layers.0.linear1.weight",
+    "memory_attention.layers.0.cross_attn_image.k_proj.weight",
+    "memory_encoder.pix_feat_proj.weight",
+    "memory_encoder.out_proj.weight",
+    "memory_encoder.mask_downsampler.encoder.0.weight",
+    "memory_encoder.fuser.layers.0.dwconv.weight",
+    "memory_encoder.fuser.layers.0.pwconv1.weight",
+)
+
+#: transformers' memory attention reads memories of this many channels (a constant in its code).
+HF_MEMORY_CHANNELS = 64
+
+
+def has_sam2_video_weights(keys: Iterable[str]) -> bool:
+    """Whether an original-layout SAM 2 state dict carries the video-tracking tensors."""
+    keys = set(keys)
+    return all(k in keys for k in _VIDEO_REQUIRED)
+
+
+def infer_sam2_video_settings(state_dict: Mapping[str, torch.Tensor], source: str = "<state dict>") -> dict[str, Any]:
+    """The ``Sam2VideoConfig`` settings of the memory modules, read from the video-tracking tensors.
+
+    Returns:
+        Keyword arguments for ``Sam2VideoConfig`` (``num_maskmem``, the memory attention's width,
+        depth and feed-forward size, the memory encoder's widths, the mask down-sampler's stride and
+        width, the fuser's depth, width and kernel, and whether object pointers get a temporal
+        encoding and occluded frames a spatial embedding — SAM 2.1 files have both, SAM 2.0 files
+        neither).
+
+    Raises:
+        CheckpointError: the video tensors are missing (the file holds the image model only: the
+            message says so and names what is missing) or their shapes do not fit together.
+    """
+    missing = [k for k in _VIDEO_REQUIRED if k not in state_dict]
+    if missing:
+        raise CheckpointError(
+            f"{source} has no SAM 2 video-tracking weights (missing {_few(missing)}): it holds the image model only, "
+            "which cannot track through a video. Use Meta's full checkpoint (sam2.1_hiera_*.pt), kijai's "
+            "sam2.1_hiera_*.safetensors or a facebook/sam2.1-hiera-* transformers folder"
+        )
+    keys = list(state_dict)
+    try:
+        attention_layers = _count(keys, "memory_attention.layers.")
+        fuser_layers = _count(keys, "memory_encoder.fuser.layers.")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    stages = sorted({int(m.group(1)) // 3 for k in keys if (m := _MASK_DOWNSAMPLER.match(k))})
+    last = max(int(m.group(1)) for k in keys if (m := _MASK_DOWNSAMPLER.match(k)))
+    if last % 3 != 0 or stages != list(range(last // 3 + 1)):
+        raise CheckpointError(f"{source}: the memory encoder's mask down-sampler layers do not follow (conv, norm, act) x N, conv")
+    num_stages = last // 3
+    first = _shape(state_dict, "memory_encoder.mask_downsampler.encoder.0.weight", 4, source)
+    stride_sq = first[0]  # 1 input channel -> stride**2 channels at the first stage
+    stride = int(round(stride_sq ** 0.5))
+    if stride * stride != stride_sq:
+        raise CheckpointError(f"{source}: the mask down-sampler's first stage has {stride_sq} channels, not a square")
+    hidden = _shape(state_dict, "memory_attention.norm.weight", 1, source)[0]
+    mem_dim = _shape(state_dict, "memory_encoder.out_proj.weight", 4, source)[0]
+    if mem_dim != HF_MEMORY_CHANNELS:
+        raise CheckpointError(
+            f"{source}: the memory encoder writes {mem_dim}-channel memories; transformers' SAM 2 video model "
+            f"reads {HF_MEMORY_CHANNELS} (every published SAM 2 / 2.1 model has {HF_MEMORY_CHANNELS})"
+        )
+    encoder_hidden = _shape(state_dict, "memory_encoder.pix_feat_proj.weight", 4, source)[0]
+    kernel = _shape(state_dict, "memory_encoder.fuser.layers.0.dwconv.weight", 4, source)[-1]
+    settings = dict(
+        num_maskmem=_shape(state_dict, "maskmem_tpos_enc", 4, source)[0],
+        memory_attention_hidden_size=hidden,
+        memory_attention_num_layers=attention_layers,
+        memory_attention_feed_forward_hidden_size=_shape(state_dict, "memory_attention.layers.0.linear1.weight", 2, source)[0],
+        memory_encoder_hidden_size=encoder_hidden,
+        memory_encoder_output_channels=mem_dim,
+        mask_downsampler_embed_dim=_shape(state_dict, f"memory_encoder.mask_downsampler.encoder.{last}.weight", 4, source)[0],
+        mask_downsampler_kernel_size=first[-1],
+        mask_downsampler_stride=stride,
+        mask_downsampler_padding=first[-1] // 2,
+        mask_downsampler_total_stride=stride**num_stages,
+        memory_fuser_num_layers=fuser_layers,
+        memory_fuser_embed_dim=_shape(state_dict, "memory_encoder.fuser.layers.0.dwconv.weight", 4, source)[0],
+        memory_fuser_intermediate_dim=_shape(state_dict, "memory_encoder.fuser.layers.0.pwconv1.weight", 2, source)[0],
+        memory_fuser_kernel_size=kernel,
+        memory_fuser_padding=kernel // 2,
+        enable_temporal_pos_encoding_for_object_pointers="obj_ptr_tpos_proj.weight" in state_dict,
+        enable_occlusion_spatial_embedding="no_obj_embed_spatial" in state_dict,
+    )
+    fpn_dim = _shape(state_dict, "no_mem_embed", 3, source)[-1]
+    if not (hidden == encoder_hidden == fpn_dim):
+        raise CheckpointError(
+            f"{source}: the memory attention ({hidden}), the memory encoder ({encoder_hidden}) and the image features "
+            f"({fpn_dim}) should have the same width"
+        )
+    return settings
+
+
+def hf_sam2_video_config(arch: Sam2Arch, video_settings: Mapping[str, Any]) -> "Sam2VideoConfig":
+    """The transformers ``Sam2VideoConfig`` of ``arch`` plus the memory modules' ``video_settings``
+    (:func:`infer_sam2_video_settings`); the tracking settings are SAM 2.1's (7 memories, 16 object
+    pointers, multimask for tracking, mask memories scaled by 20 and shifted by -10)."""
+    from transformers import Sam2VideoConfig
+
+    image = hf_sam2_config_from_arch(arch)
+    side = arch.image_size // 16
+    return Sam2VideoConfig(
+        vision_config=image.vision_config.to_dict(),
+        prompt_encoder_config=image.prompt_encoder_config.to_dict(),
+        mask_decoder_config=image.mask_decoder_config.to_dict(),
+        image_size=arch.image_size,
+        memory_attention_rope_feat_sizes=[side, side],
+        **dict(video_settings),
+    )
+
+
+def hf_sam2_video_model_from_original(
+    state_dict: Mapping[str, torch.Tensor], source: str = "<state dict>"
+) -> "Sam2VideoModel":
+    """A transformers ``Sam2VideoModel`` (eval mode, CPU) holding every tensor of an original-layout
+    SAM 2 / 2.1 checkpoint, the video-tracking ones included.
+
+    Raises:
+        CheckpointError: not a SAM 2 checkpoint, no video-tracking tensors (an image-only file), or
+            tensors that do not fit the model exactly (missing / unexpected keys and shape
+            mismatches are listed): nothing is skipped.
+    """
+    from transformers import Sam2VideoModel
+
+    arch = infer_sam2_arch(state_dict, source)
+    config = hf_sam2_video_config(arch, infer_sam2_video_settings(state_dict, source))
+    tensors, skipped = original_to_hf_sam2_state_dict(state_dict, source, video=True)
+    assert not skipped
+    with torch.device("meta"):
+        model = Sam2VideoModel(config)
+    expected = model.state_dict()
+    problems = fit_problems(expected, tensors)
+    if problems:
+        raise CheckpointError(
+            f"{source}: the SAM 2 video weights do not fit the {arch.name} video model inferred from them: {'; '.join(problems)}"
+        )
+    model.load_state_dict({k: v.clone() for k, v in tensors.items()}, strict=True, assign=True)
+    _restore_buffers(model, config)
+    log.debug("%s: converted %d SAM 2 tensors to transformers Sam2VideoModel (%s)", source, len(tensors), arch.name)
+    return model.eval()
+
+
+def _restore_buffers(model: torch.nn.Module, config: Any) -> None:
+    """Non-persistent buffers (the memory attention's rotary positions and frequencies) are in no
+    state dict: a model built on the meta device gets them from a CPU copy of the module that owns them."""
+    persistent = set(model.state_dict())
+    owners = {name.rpartition(".")[0].split(".")[0] for name, _ in model.named_buffers() if name not in persistent}
+    for owner_name in sorted(owners):
+        owner = model.get_submodule(owner_name)
+        with torch.device("cpu"):
+            fresh = type(owner)(config)
+        for name, buffer in fresh.named_buffers():
+            if f"{owner_name}.{name}" in persistent:
+                continue
+            module_name, _, leaf = name.rpartition(".")
+            target = owner.get_submodule(module_name) if module_name else owner
+            target._buffers[leaf] = buffer.clone()

@@ -9,7 +9,10 @@ loaders users run:
   default config = IDEA-Research/grounding-dino-tiny) with a BERT tokenizer of the full 30 522-token
   vocabulary size (the tiny words, the ids GroundingDINO hard-codes, ``[unusedN]`` fill);
 * :func:`write_real_size_meta_sam`: SAM ViT-B in Meta's ``.pth`` layout (``sam_vit_b_01ec64.pth``);
-* :func:`write_real_size_hf_sam`: the same weights as a transformers ``SamModel`` folder.
+* :func:`write_real_size_hf_sam`: the same weights as a transformers ``SamModel`` folder;
+* :func:`write_real_size_sam2_video`: SAM 2.1 Hiera-T with its video-tracking weights (memory
+  attention, memory encoder, object pointers; 38.9 M parameters as published) in Meta's ``.pt``
+  layout (``sam2.1_hiera_tiny.pt``), read by both the image predictor and the video model.
 
 Works with transformers 4 and 5 (the tokenizer goes through :func:`.tiny_gdino.write_bert_tokenizer`).
 
@@ -34,6 +37,7 @@ __all__ = [
     "write_real_size_meta_sam",
     "write_real_size_hf_sam",
     "write_real_size_models",
+    "write_real_size_sam2_video",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ REAL_SIZE_NAMES = {
     "dino": "grounding-dino/grounding-dino-swint-random",
     "sam_meta": "sams/sam_vit_b_random.pth",
     "sam_hf": "sams/sam-vit-base-random",
+    "sam2_video": "sam2/sam2.1_hiera_tiny_random.pt",
 }
 
 
@@ -132,3 +137,36 @@ def write_real_size_models(models_dir: str | Path, *, hf_sam: bool = True, small
     if hf_sam:
         paths["sam_hf"] = write_real_size_hf_sam(root / REAL_SIZE_NAMES["sam_hf"], paths["sam_meta"])
     return paths
+
+
+def write_real_size_sam2_video(path: str | Path, seed: int = 0) -> Path:
+    """SAM 2.1 Hiera-T (image and video-tracking weights, random) as Meta's ``.pt`` (skipped if written).
+
+    The memory modules have the published sizes (transformers' ``Sam2VideoConfig`` defaults: 7
+    memories, 4 memory-attention layers of width 256, a 64-channel memory encoder); every tensor is
+    random (``scale`` of the fuser and the positional tensors included, so every path does work), and
+    the object score leans towards "present" so that random weights keep tracking.
+    """
+    from transformers import Sam2VideoModel
+
+    from ..sam.convert_sam2 import SAM2_ARCHS, hf_sam2_video_config, hf_to_original_sam2_state_dict
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    log.info("building SAM 2.1 Hiera-T video model (random weights) in %s ...", path)
+    config = hf_sam2_video_config(SAM2_ARCHS["hiera_tiny"], {})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Sam2VideoModel(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if tensor.numel() < 4096 or "pos" in name or name.endswith("scale"):
+                tensor.add_(0.02 * torch.randn(tensor.shape, generator=generator))
+        # SAM 2.1 keeps a mask only where its object score is positive; random weights would mostly say
+        # "absent" and track nothing, so lean the score towards "present" (the work per frame is the same)
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(4.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": hf_to_original_sam2_state_dict(model.state_dict())}, path)
+    return path

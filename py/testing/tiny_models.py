@@ -46,11 +46,14 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
         root/sam2/sam2.1_hiera_tiny_random.safetensors    Meta's SAM 2.1 layout (kijai's files)
         root/sam2/sam2.1-hf-tiny-random/                  transformers Sam2Model folder
         root/sam3/sam3-tiny-random/                       transformers Sam3Model folder (text → masks)
+        root/sam2/sam2.1_hiera_tiny_video_random.pt       Meta's SAM 2.1 layout with the video-tracking weights
+        root/sam2/sam2.1-video-hf-tiny-random/            transformers Sam2VideoModel folder (64 px)
 
     Returns:
         ``{role: path}`` for each model written (roles: ``grounding_dino``, ``mm_grounding_dino``,
         ``grounding_dino_original``, ``sam_meta``, ``sam_hf``, ``sam_hq_meta``, ``sam_hq_hf``,
-        ``sam2_file``, ``sam2_hf``, ``sam3``).
+        ``sam2_file``, ``sam2_hf``, ``sam3``, ``sam2_video_file``, ``sam2_video_hf``; ``sam3`` and the video
+        models only where transformers has them).
     """
     root = Path(root)
     return {
@@ -60,7 +63,23 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
         **_extra_sam_models(root, seed),
         "mm_grounding_dino": write_tiny_mm_grounding_dino(root / "grounding-dino" / "mm-grounding-dino-tiny-random", seed),
         "grounding_dino_original": write_tiny_original_grounding_dino(root / "grounding-dino" / "groundingdino_tiny_random.pth", seed),
-    } | _sam3_model(root, seed)
+    } | _sam3_model(root, seed) | _sam2_video_models(root, seed)
+
+
+def _sam2_video_models(root: Path, seed: int) -> dict[str, Path]:
+    """The tiny SAM 2.1 video model as Meta's ``.pt`` and as a transformers folder (:mod:`.tiny_sam2_video`),
+    or nothing (with a warning) where transformers predates the SAM 2 video classes (before 4.56)."""
+    import transformers
+
+    if not hasattr(transformers, "Sam2VideoModel"):
+        log.warning("transformers %s has no Sam2VideoModel: the tiny SAM 2.1 video models are not written", transformers.__version__)
+        return {}
+    from .tiny_sam2_video import write_tiny_sam2_video_hf, write_tiny_sam2_video_original
+
+    return {
+        "sam2_video_file": write_tiny_sam2_video_original(root / "sam2" / "sam2.1_hiera_tiny_video_random.pt", seed),
+        "sam2_video_hf": write_tiny_sam2_video_hf(root / "sam2" / "sam2.1-video-hf-tiny-random", seed),
+    }
 
 
 def _sam3_model(root: Path, seed: int) -> dict[str, Path]:
