@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .inpaint import add_inpaint_arguments  # diffusers itself is imported only when it runs
 
     add_inpaint_arguments(sub)
+
+    from .catalogue.command import add_batch_arguments  # after mask and inpaint: it shares their options
+
+    add_batch_arguments(sub)
     return parser
 
 
@@ -208,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return run_models(args)
         if args.command == "inpaint":
+            return args.func(args)
+        if args.command == "batch":
             return args.func(args)
         return run_mask(args)
     except (CliError, EmptyPromptError) as exc:
