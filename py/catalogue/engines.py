@@ -77,14 +77,15 @@ class PoolPlan:
         return f"{self.actors} actor(s), {self.threads} torch thread(s){gpu} each"
 
 
-def plan_pool(resources: Mapping[str, float], *, actors: int | None, threads: int | None, device: str) -> PoolPlan:
+def plan_pool(resources: Mapping[str, float], *, actors: int | None, threads: int | None, device: str,
+              tasks: int | None = None) -> PoolPlan:
     """The actor pool for a cluster with ``resources`` (``ray.cluster_resources()``).
 
     With GPUs (and ``device`` not ``cpu``/``mps``): one actor per GPU (or ``actors``, sharing
     the GPUs evenly when there are more actors than GPUs), each with ``threads`` (default: its
     share of the CPUs, at most 4) for the pre- and post-processing. Without: ``actors`` (default
     one per 4 CPUs), each with ``threads`` (default: the CPUs shared evenly), so the actors
-    together use every CPU once.
+    together use every CPU once. Never more actors than ``tasks`` (each would load the models for nothing).
 
     Raises:
         ValueError: ``device`` asks for CUDA but the cluster has no GPU.
@@ -95,11 +96,12 @@ def plan_pool(resources: Mapping[str, float], *, actors: int | None, threads: in
     if wants_cuda and gpus == 0:
         raise ValueError(f"--device {device} was asked for but the Ray cluster has no GPU; use --device cpu or auto")
     if gpus > 0 and (device == "auto" or wants_cuda):
-        n = actors or gpus
+        n = min(actors or gpus, tasks or actors or gpus)
         per_gpu = min(1.0, gpus / n)
         t = threads or max(1, min(4, cpus // n))
         return PoolPlan(n, t, per_gpu, float(min(t, max(1, cpus // n))))
     n = actors or max(1, cpus // 4)
+    n = min(n, tasks) if tasks else n
     t = threads or max(1, cpus // n)
     return PoolPlan(n, t, 0.0, float(min(t, cpus)))
 
@@ -186,7 +188,8 @@ def run_ray(
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # ours shows images/s and time left for both engines
-        plan = plan_pool(ray.cluster_resources(), actors=actors, threads=threads, device=str(job.run_settings.get("device", "auto")))
+        plan = plan_pool(ray.cluster_resources(), actors=actors, threads=threads, device=str(job.run_settings.get("device", "auto")),
+                         tasks=len(tasks))
         log.info("Ray pool: %s", plan.describe())
         remaining = list(tasks)
         seen: set[int] = set()

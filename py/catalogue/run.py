@@ -266,6 +266,7 @@ def run_batch(
                 else:
                     run_embedded(job, pending, finished, threads=threads)
             summary.work_seconds = time.perf_counter() - work_start
+            remove_leftovers(out, [t.name for t in pending])  # of workers that died mid-image (their retries finished it)
             summary.manifest = manifest.finish()
         finally:
             manifest.close()
