@@ -178,6 +178,33 @@ def test_settings_are_checked_like_the_options():
     assert "steps" in SettingsSpec.result_settings({**spec.defaults(), "inpaint": "a podium"})
 
 
+def test_ray_pool_plan_uses_each_cpu_once_and_one_gpu_per_actor():
+    from grounded_inpaint.catalogue.engines import PoolPlan, plan_pool
+
+    assert plan_pool({"CPU": 16}, actors=None, threads=None, device="auto") == PoolPlan(4, 4, 0.0, 4.0)
+    assert plan_pool({"CPU": 2}, actors=2, threads=None, device="auto") == PoolPlan(2, 1, 0.0, 1.0)
+    assert plan_pool({"CPU": 2}, actors=None, threads=None, device="auto") == PoolPlan(1, 2, 0.0, 2.0)
+    assert plan_pool({"CPU": 16, "GPU": 4}, actors=None, threads=None, device="auto") == PoolPlan(4, 4, 1.0, 4.0)
+    assert plan_pool({"CPU": 8, "GPU": 2}, actors=4, threads=None, device="cuda") == PoolPlan(4, 2, 0.5, 2.0)
+    assert plan_pool({"CPU": 8, "GPU": 2}, actors=None, threads=None, device="cpu").gpus == 0.0
+    assert plan_pool({"CPU": 16, "GPU": 4}, actors=None, threads=None, device="auto", tasks=1).actors == 1
+    with pytest.raises(ValueError, match="no GPU"):
+        plan_pool({"CPU": 8}, actors=None, threads=None, device="cuda")
+
+
+def test_tasks_travel_to_ray_with_only_their_own_settings():
+    from grounded_inpaint.catalogue.engines import compact_task, expand_task
+    from grounded_inpaint.catalogue.work import Job, Task
+
+    base = SettingsSpec().resolve({"prompt": "cup", "models": "/models"})
+    base = {k: (str(v) if isinstance(v, Path) else v) for k, v in base.items()}
+    job = Job(out="/out", run_settings=base, run_id="r")
+    task = Task(7, "/photos/a.png", "a", {**base, "prompt": "shoes", "grow": 3}, "digest")
+    text = compact_task(task, job)
+    assert json.loads(text)["settings"] == {"prompt": "shoes", "grow": 3}
+    assert expand_task(text, job) == task
+
+
 # --------------------------------------------------------------------------------------------
 # Records, result folders, run manifest, lock
 # --------------------------------------------------------------------------------------------

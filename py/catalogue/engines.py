@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from .work import Job, Task, Worker, failed_row
 
-__all__ = ["RAY_HINT", "RayMissingError", "PoolPlan", "plan_pool", "run_embedded", "run_ray", "RayBatchWorker", "import_ray"]
+__all__ = ["RAY_HINT", "RayMissingError", "PoolPlan", "plan_pool", "run_embedded", "run_ray", "RayBatchWorker", "import_ray",
+           "compact_task", "expand_task"]
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,30 @@ class RayBatchWorker:
         logging.basicConfig(level=log_level, format="%(levelname)s %(message)s")
         logging.getLogger("grounded_inpaint").setLevel(log_level)
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        self.worker = Worker(Job.from_json(job), threads=threads)
+        self.job = Job.from_json(job)
+        self.worker = Worker(self.job, threads=threads)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[str]]:
-        rows = [json.dumps(self.worker(Task.from_json(str(text))), default=str) for text in batch["task"]]
+        rows = [json.dumps(self.worker(expand_task(str(text), self.job)), default=str) for text in batch["task"]]
         return {"row": rows}
+
+
+def compact_task(task: Task, job: Job) -> str:
+    """``task`` as JSON holding only the settings that differ from the run's (a catalogue of
+    100 000 images then takes a few tens of MB in Ray's object store, not a few hundred)."""
+    data = asdict(task)
+    data["settings"] = {k: v for k, v in task.settings.items() if job.run_settings.get(k, _MISSING) != v}
+    return json.dumps(data, default=str)
+
+
+def expand_task(text: str, job: Job) -> Task:
+    """The :class:`Task` of :func:`compact_task`'s JSON (the run's settings filled back in)."""
+    data = json.loads(text)
+    data["settings"] = {**job.run_settings, **data["settings"]}
+    return Task(**data)
+
+
+_MISSING = object()
 
 
 def _quiet_ray(verbose: bool) -> None:
@@ -197,7 +217,7 @@ def run_ray(
             if not remaining:
                 break
             blocks = min(len(remaining), MAX_BLOCKS)
-            dataset = ray.data.from_items([{"task": t.to_json()} for t in remaining], override_num_blocks=blocks)
+            dataset = ray.data.from_items([{"task": compact_task(t, job)} for t in remaining], override_num_blocks=blocks)
             dataset = dataset.map_batches(
                 RayBatchWorker,
                 fn_constructor_kwargs=dict(job=job.to_json(), threads=plan.threads,

@@ -210,6 +210,7 @@ def run_batch(
         raise SettingsError("no prompt: give --prompt (prompt=...) or a prompt column in the manifest")
     run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + secrets.token_hex(3)
     tasks, bad_rows = _tasks(items, spec, base, out, run_id)
+    manifest = RunManifest(manifest_path)  # a Parquet manifest without pyarrow fails here, before any work
 
     summary = BatchSummary(total=len(items), dry_run=dry_run, engine=engine)
     complete: list[dict[str, Any]] = []
@@ -232,10 +233,13 @@ def run_batch(
         _check_models(pending, base)
     job = Job(out=str(out), run_settings=_jsonable(base), run_id=run_id, max_pixels=int(max_pixels),
               check_content=check_content)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the output folder {out}: {exc.strerror or exc}; choose another --out") from None
     with RunLock(out):
         remove_leftovers(out, [t.name for t in tasks])
-        manifest = RunManifest(manifest_path).open()
+        manifest.open()
 
         def record(row: dict[str, Any]) -> None:
             manifest.add(row)
