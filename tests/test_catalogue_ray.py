@@ -22,6 +22,7 @@ from grounded_inpaint.catalogue.ledger import RECORD_FILE, read_record, read_run
 from grounded_inpaint.images import save_image
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own DataContext deprecations
 pytest.importorskip("ray.data")
 
 
