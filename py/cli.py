@@ -13,6 +13,10 @@ For every image it writes ``DIR/<image name>/``:
 The default models are ``grounding-dino-tiny`` (IDEA-Research) and ``sam-vit-base`` (Meta's SAM
 ViT-B in transformers' layout), downloaded on first use into ``--models`` unless ``--no-download``.
 
+``python -m grounded_inpaint batch INPUT... --prompt "shoes" --out DIR`` does the same for a whole
+catalogue — folders, glob patterns, manifests —, resumably, in this process or on Ray
+(:mod:`grounded_inpaint.catalogue`).
+
 ``python -m grounded_inpaint models`` lists the models found in the models folder and the ones that
 can be downloaded. Errors end the program with exit code 2 (bad options, each named with its valid
 range) or 1 (missing models — all of them named at once —, unreadable image, …) and a

@@ -104,3 +104,21 @@ def test_killing_an_actor_mid_run_still_does_every_image_once(models_dir, tmp_pa
         assert read_record(out)["input_sha256"] == row["input_sha256"]
     assert [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".") and p.is_dir()] == []
     assert len(list((tmp_path / "out").rglob(RECORD_FILE))) == len(images)
+
+
+def test_actors_that_cannot_load_the_models_stop_the_run_in_one_line(photos, models_dir, tmp_path):
+    import shutil
+
+    from grounded_inpaint.catalogue.engines import RayEngineError
+
+    root, paths = models_dir
+    models = tmp_path / "models"
+    shutil.copytree(root / "grounding-dino" / paths["grounding_dino"].name, models / "grounding-dino" / paths["grounding_dino"].name)
+    damaged = models / "sams" / paths["sam_meta"].name
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(paths["sam_meta"].read_bytes()[:1000])  # the driver finds the file; every actor fails to read it
+    with pytest.raises(RayEngineError, match="could not be read as a PyTorch checkpoint") as err:
+        run_batch([photos], tmp_path / "out", {**_settings(models_dir), "models": str(models)}, engine="ray", actors=1,
+                  progress=False)
+    assert "\n" not in str(err.value) and "run again" in str(err.value)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.is_dir()]  # nothing half-written

@@ -104,7 +104,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         run holding the output folder. ModelNotFoundError (exit code 1): missing models.
     """
     from ..cli_support import CliError
-    from .engines import RayMissingError
+    from .engines import RayEngineError, RayMissingError
     from .inputs import InputError
     from .ledger import LockedError
     from .run import run_batch
@@ -121,7 +121,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         )
     except (InputError, SettingsError, LockedError) as exc:
         raise CliError(str(exc)) from None
-    except (RayMissingError, ImportError) as exc:
+    except (RayMissingError, ImportError, RayEngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if summary.dry_run:

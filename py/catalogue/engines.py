@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .work import Job, Task, Worker, failed_row
 
-__all__ = ["RAY_HINT", "RayMissingError", "PoolPlan", "plan_pool", "run_embedded", "run_ray", "RayBatchWorker", "import_ray",
+__all__ = ["RAY_HINT", "RayMissingError", "RayEngineError", "PoolPlan", "plan_pool", "run_embedded", "run_ray", "RayBatchWorker", "import_ray",
            "compact_task", "expand_task"]
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 
 class RayMissingError(ImportError):
     """``--engine ray`` without Ray installed (the message has the pip command)."""
+
+
+class RayEngineError(RuntimeError):
+    """Ray could not go on (the actors could not start, the cluster went away); the message says
+    why in one line, from the last line of Ray's error."""
 
 
 def import_ray() -> Any:
@@ -151,7 +156,8 @@ _MISSING = object()
 
 
 def _quiet_ray(verbose: bool) -> None:
-    level = logging.INFO if verbose else logging.ERROR
+    # Ray Data logs a failed actor's whole traceback before raising it to us; we say it in one line
+    level = logging.INFO if verbose else logging.CRITICAL
     for name in ("ray", "ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(level)
 
@@ -227,12 +233,19 @@ def run_ray(
                 num_cpus=plan.cpus,
                 num_gpus=plan.gpus,
             )
-            for record in dataset.iter_rows():
-                row = json.loads(record["row"])
-                if row["index"] in seen:  # a retried task repeats a row already reported
-                    continue
-                seen.add(row["index"])
-                on_row(row)
+            try:
+                for record in dataset.iter_rows():
+                    row = json.loads(record["row"])
+                    if row["index"] in seen:  # a retried task repeats a row already reported
+                        continue
+                    seen.add(row["index"])
+                    on_row(row)
+            except ray.exceptions.RayError as exc:  # e.g. every actor failed to load the models
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                raise RayEngineError(
+                    f"the Ray engine stopped: {lines[-1] if lines else type(exc).__name__} (the images finished so far "
+                    "are kept; run again to go on; -v shows Ray's own logs)"
+                ) from (exc if verbose else None)
             remaining = [t for t in remaining if t.index not in seen]
             if remaining:
                 log.warning("%d image(s) came back from Ray without a result; running them again", len(remaining))

@@ -30,7 +30,7 @@ from .engines import run_embedded, run_ray
 from .inputs import BatchItem, collect_inputs
 from .ledger import RunLock, RunManifest, is_complete, read_record, remove_leftovers, settings_digest
 from .settings import SettingsError, SettingsSpec
-from .work import DEFAULT_MAX_PIXELS, Job, Task, _row_from_record, failed_row
+from .work import DEFAULT_MAX_PIXELS, Job, Task, row_from_record, failed_row
 
 __all__ = ["DEFAULT_RUN_MANIFEST", "BatchSummary", "run_batch", "format_seconds"]
 
@@ -219,7 +219,7 @@ def run_batch(
         folder = out / task.name
         record = read_record(folder)
         if is_complete(record, folder, task.path, task.digest, check_content=check_content):
-            complete.append(_row_from_record(record, task, folder, run_id))  # type: ignore[arg-type]
+            complete.append(row_from_record(record, task, folder, run_id))  # type: ignore[arg-type]
         else:
             pending.append(task)
 

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 from .ledger import ResultFolder, content_hash, is_complete, read_record
 from .settings import INPAINT_SETTINGS, SettingsSpec
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Job", "Task", "Worker", "failed_row", "derived_seed", "now"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Job", "Task", "Worker", "failed_row", "row_from_record", "derived_seed", "now"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ def failed_row(task: Task, out: str | Path, reason: str, *, seconds: float = 0.0
     }
 
 
-def _row_from_record(record: Mapping[str, Any], task: Task, folder: Path, run_id: str) -> dict[str, Any]:
+def row_from_record(record: Mapping[str, Any], task: Task, folder: Path, run_id: str) -> dict[str, Any]:
+    """The manifest row of an image whose results are complete in ``folder`` (``skipped`` when an
+    earlier run made them)."""
     row = {name: record.get(name) for name in (
         "status", "reason", "instances", "selected", "seconds", "input_sha256", "settings_digest", "settings", "run_id",
         "worker", "finished")}
@@ -182,7 +184,7 @@ class Worker:
         folder = self.out / task.name
         record = read_record(folder)
         if is_complete(record, folder, task.path, task.digest, check_content=self.job.check_content):
-            return _row_from_record(record, task, folder, self.job.run_id)  # type: ignore[arg-type]
+            return row_from_record(record, task, folder, self.job.run_id)  # type: ignore[arg-type]
         try:
             return self._work(task, folder, start)
         except Exception as exc:  # noqa: BLE001 - one bad image never stops the run; the row says why
@@ -228,7 +230,7 @@ class Worker:
                 "worker": worker_id(), "finished": now(),
             }
             result.commit(record)
-        return _row_from_record(record, task, folder, self.job.run_id)
+        return row_from_record(record, task, folder, self.job.run_id)
 
     def _mask(self, args: argparse.Namespace, path: Path, image: Any, segments: Any, selected: list[int],
               folder: Path) -> tuple[str, str | None, list[Path]]:
