@@ -466,6 +466,26 @@ def test_inpaint_job_per_image(models_dir, tmp_path):
     assert again.skipped == 2 and again.processed == 0
 
 
+def test_an_image_whose_workers_keep_dying_fails_instead_of_looping(models_dir, tmp_path):
+    from grounded_inpaint.catalogue.ledger import Attempts
+
+    photos = _photos(tmp_path / "p", 2)
+    settings = {"prompt": "cup", **_models(models_dir)}
+    poison = run_batch([tmp_path / "p"], tmp_path / "out", settings, dry_run=True).to_do[0]
+    attempts = Attempts(tmp_path / "out")
+    assert [attempts.begin(poison.name, poison.digest, poison.path) for _ in range(2)] == [0, 1]  # two workers died on it
+    first = run_batch([tmp_path / "p"], tmp_path / "out", settings, progress=False)
+    assert first.rows[0]["status"] == "failed" and "workers died 2 times" in first.rows[0]["reason"]
+    assert first.rows[1]["status"] != "failed"
+    again = run_batch([tmp_path / "p"], tmp_path / "out", settings, progress=False)
+    assert again.rows[0]["status"] == "failed" and again.rows[1]["skipped"]  # not tried again ...
+    stat = photos[0].stat()
+    os.utime(photos[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    fixed = run_batch([tmp_path / "p"], tmp_path / "out", settings, progress=False)
+    assert fixed.rows[0]["status"] != "failed"  # ... until the file changes
+    assert len(list((tmp_path / "out" / ".batch-attempts").iterdir())) == 1  # only the mark of the old file is left
+
+
 # --------------------------------------------------------------------------------------------
 # Killed halfway: resumes, every image once
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,13 @@ or Parquet (:class:`RunManifest`). While the run goes, each finished row is appe
 ``<manifest>.partial`` (so ``tail -f`` shows progress and a killed run keeps what it did); at the
 end the manifest is written whole, atomically, and the partial file removed.
 
+**Attempts.** A worker that dies while working on an image (a crash, the out-of-memory killer)
+cannot write a failed row. So each image's start is marked in ``OUT/.batch-attempts/`` and the
+mark removed when the image ends either way; an image whose mark shows that workers already died
+:data:`MAX_ATTEMPTS` times on it gets a failed row instead of a third try (:class:`Attempts`) —
+the same after a rerun of the embedded engine as for Ray's retries, which would otherwise retry
+a poison image forever. A changed file or other settings start the count afresh.
+
 **Lock.** Two runs writing into one output folder would remove each other's temporary folders;
 :class:`RunLock` (``OUT/.batch.lock``, an OS file lock that dies with its process) refuses the
 second one.
@@ -53,6 +60,9 @@ __all__ = [
     "RunLock",
     "LockedError",
     "read_run_manifest",
+    "ATTEMPTS_FOLDER",
+    "MAX_ATTEMPTS",
+    "Attempts",
 ]
 
 log = logging.getLogger(__name__)
@@ -347,3 +357,42 @@ def rows_by_status(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     for row in rows:
         counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
     return counts
+
+
+#: Hidden folder of the output folder holding the marks of images being worked on.
+ATTEMPTS_FOLDER = ".batch-attempts"
+#: Workers that may die on one image before it fails instead of being tried again.
+MAX_ATTEMPTS = 2
+
+
+class Attempts:
+    """Count, per image, the workers that died while working on it (see the module notes)."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.folder = Path(out) / ATTEMPTS_FOLDER
+
+    def _mark(self, name: str, digest: str, image: str | Path) -> Path:
+        try:
+            stat = os.stat(image)
+            identity = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            identity = "missing"
+        key = hashlib.sha256(f"{name}\0{digest}\0{identity}".encode("utf-8")).hexdigest()[:32]
+        return self.folder / key
+
+    def begin(self, name: str, digest: str, image: str | Path) -> int:
+        """Mark the start of work on an image; returns how many earlier starts never ended."""
+        mark = self._mark(name, digest, image)
+        try:
+            before = int(mark.read_text().strip() or 0)
+        except (OSError, ValueError):
+            before = 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temp = mark.with_name(f".{mark.name}.tmp-{secrets.token_hex(4)}")
+        temp.write_text(f"{before + 1}\n")
+        os.replace(temp, mark)
+        return before
+
+    def end(self, name: str, digest: str, image: str | Path) -> None:
+        """The work on the image ended (done, nothing found or failed with a reason): remove its mark."""
+        self._mark(name, digest, image).unlink(missing_ok=True)

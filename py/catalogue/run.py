@@ -28,7 +28,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .engines import run_embedded, run_ray
 from .inputs import BatchItem, collect_inputs
-from .ledger import RunLock, RunManifest, is_complete, read_record, remove_leftovers, settings_digest
+from .ledger import ATTEMPTS_FOLDER, RunLock, RunManifest, is_complete, read_record, remove_leftovers, settings_digest
 from .settings import SettingsError, SettingsSpec
 from .work import DEFAULT_MAX_PIXELS, Job, Task, row_from_record, failed_row
 
@@ -271,6 +271,10 @@ def run_batch(
                     run_embedded(job, pending, finished, threads=threads)
             summary.work_seconds = time.perf_counter() - work_start
             remove_leftovers(out, [t.name for t in pending])  # of workers that died mid-image (their retries finished it)
+            try:
+                (out / ATTEMPTS_FOLDER).rmdir()  # empty unless an image keeps killing its workers
+            except OSError:
+                pass
             summary.manifest = manifest.finish()
         finally:
             manifest.close()

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .ledger import ResultFolder, content_hash, is_complete, read_record
+from .ledger import MAX_ATTEMPTS, Attempts, ResultFolder, content_hash, is_complete, read_record
 from .settings import INPAINT_SETTINGS, SettingsSpec
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Job", "Task", "Worker", "failed_row", "row_from_record", "derived_seed", "now"]
@@ -164,6 +164,7 @@ class Worker:
         self.models = load_models(run, self.device, self.dtype)  # already resolved by the driver: nothing downloads here
         self._run = run
         self._pipe: Any = None
+        self.attempts = Attempts(self.out)
 
     def _pipeline(self) -> Any:
         if self._pipe is None:
@@ -185,13 +186,20 @@ class Worker:
         record = read_record(folder)
         if is_complete(record, folder, task.path, task.digest, check_content=self.job.check_content):
             return row_from_record(record, task, folder, self.job.run_id)  # type: ignore[arg-type]
+        died = self.attempts.begin(task.name, task.digest, task.path)
+        if died >= MAX_ATTEMPTS:  # the mark stays: a rerun fails it again until the file or settings change
+            return failed_row(task, self.out, f"workers died {died} times while working on this image (a crash or the "
+                              "out-of-memory killer); it is not tried again until the file or the settings change",
+                              run_id=self.job.run_id)
         try:
-            return self._work(task, folder, start)
+            row = self._work(task, folder, start)
         except Exception as exc:  # noqa: BLE001 - one bad image never stops the run; the row says why
             reason = str(exc) if isinstance(exc, (ValueError, OSError)) and str(exc) else f"{type(exc).__name__}: {exc}"
             log.debug("%s failed: %s\n%s", task.path, reason, traceback.format_exc())
             self._free_device_memory()
-            return failed_row(task, self.out, reason, seconds=time.perf_counter() - start, run_id=self.job.run_id)
+            row = failed_row(task, self.out, reason, seconds=time.perf_counter() - start, run_id=self.job.run_id)
+        self.attempts.end(task.name, task.digest, task.path)
+        return row
 
     def _free_device_memory(self) -> None:
         import torch
