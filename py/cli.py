@@ -13,6 +13,10 @@ For every image it writes ``DIR/<image name>/``:
 The default models are ``grounding-dino-tiny`` (IDEA-Research) and ``sam-vit-base`` (Meta's SAM
 ViT-B in transformers' layout), downloaded on first use into ``--models`` unless ``--no-download``.
 
+``python -m grounded_inpaint batch INPUT... --prompt "shoes" --out DIR`` does the same for a whole
+catalogue — folders, glob patterns, manifests —, resumably, in this process or on Ray
+(:mod:`grounded_inpaint.catalogue`).
+
 ``python -m grounded_inpaint track CLIP --prompt ... --out DIR`` tracks the objects through a video
 or a folder of frames (see :mod:`grounded_inpaint.video.cli`).
 
@@ -36,9 +40,9 @@ from .cli_support import (
     ENV_MODELS,
     add_logging_options,
     count_arg,
+    find_instances,
     fraction_arg,
     models_default,
-    detections_record,
     number_arg,
     load_models,
     pick_device,
@@ -46,7 +50,7 @@ from .cli_support import (
     prepare_output_folder,
     progress_bar,
     selection_options,
-    write_json,
+    write_mask_outputs,
 )
 
 __all__ = ["main", "build_parser"]
@@ -117,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .video.cli import add_track_arguments  # the video models are imported only when it runs
 
     add_track_arguments(sub)
+
+    from .catalogue.command import add_batch_arguments  # after mask and inpaint: it shares their options
+
+    add_batch_arguments(sub)
     return parser
 
 
@@ -129,10 +137,7 @@ def _output_dirs(images: Sequence[Path], out: Path) -> list[Path]:
 
 
 def run_mask(args: argparse.Namespace) -> int:
-    from .images import load_image, save_image, save_mask
-    from .masks import make_inpaint_mask, select_indices
-    from .overlay import cutout, draw_segments
-    from .pipeline import grounded_segment
+    from .images import load_image
     from .prompts import normalize_prompt
 
     normalize_prompt(args.prompt)  # fail on an empty prompt before loading anything
@@ -153,26 +158,10 @@ def run_mask(args: argparse.Namespace) -> int:
     with progress_bar(len(paths), "segmenting", args.quiet) as bar:
         for path, folder in zip(paths, out_dirs):
             image = load_image(path)
-            _, (segments,) = grounded_segment(
-                detector, predictor, [image], args.prompt, box_threshold=args.box_threshold,
-                text_threshold=args.text_threshold, max_detections=args.max_detections, nms_iou=args.nms_iou,
-                multimask=args.multimask,
-            )
-            selected = select_indices(segments, indices=indices, top_k=args.top_k, labels=labels, min_score=args.min_score)
-            chosen = segments.take(selected)
-            options = dict(threshold=args.threshold, fill_holes=args.fill_holes, min_area=args.min_area, grow=args.grow)
-            objects = make_inpaint_mask(chosen, image_size=segments.image_size, **options, invert=False, feather=args.feather)
-            mask = make_inpaint_mask(chosen, image_size=segments.image_size, **options, invert=args.invert, feather=args.feather)
+            segments, selected = find_instances(args, image, args.prompt, detector, predictor)
             prepare_output_folder(folder)
-            save_mask(mask, folder / "mask.png")
-            # the overlay shows what the mask is made of: the selected instances (all of them without a selection)
-            save_image(draw_segments(image, chosen if selecting else segments, opacity=args.opacity), folder / "overlay.png")
-            rgba, _ = cutout(image, objects)
-            save_image(rgba, folder / "cutout.png")
-            record = detections_record(args, path, args.prompt, segments, selected, _MASK_SETTINGS,
-                                       (detector_path, segmenter_path), device, dtype,
-                                       overlay_shows="selected" if selecting else "all")
-            write_json(folder / "detections.json", record)
+            write_mask_outputs(args, path, image, segments, selected, folder, setting_names=_MASK_SETTINGS,
+                               model_paths=(detector_path, segmenter_path), device=device, dtype=dtype)
             summary.append((path.name, len(segments), len(selected), folder))
             bar.update(1)
     for name, found, used, folder in summary:
@@ -233,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return run_models(args)
-        if args.command in ("inpaint", "track"):
+        if args.command in ("inpaint", "track", "batch"):
             return args.func(args)
         return run_mask(args)
     except (CliError, EmptyPromptError) as exc:

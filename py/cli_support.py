@@ -35,6 +35,9 @@ __all__ = [
     "versions",
     "detections_record",
     "check_output_folder",
+    "MASK_OUTPUT_FILES",
+    "find_instances",
+    "write_mask_outputs",
 ]
 
 log = logging.getLogger("grounded_inpaint")
@@ -251,3 +254,78 @@ def detections_record(
         "overlay_shows": overlay_shows,
         "versions": versions(),
     }
+
+
+#: The files the ``mask`` command (and ``batch`` without ``--inpaint``) writes per image, in this order.
+MASK_OUTPUT_FILES = ("mask.png", "overlay.png", "cutout.png", "detections.json")
+
+
+def find_instances(args: argparse.Namespace, image: Any, prompt: str, detector: Any, predictor: Any) -> tuple[Any, list[int]]:
+    """Detect ``prompt`` in one image, segment every detection and apply the selection options of ``args``.
+
+    Arguments:
+        args: the detection options (``box_threshold``, ``text_threshold``, ``max_detections``,
+            ``nms_iou``, ``multimask``) and the selection options (``select``, ``top_k``,
+            ``labels``, ``min_score``) as the ``mask`` command parses them.
+        image: ``[H, W, 3]`` float32 RGB in ``0..1``.
+        prompt: what to find, e.g. ``"shoes"``.
+        detector, predictor: the loaded models (:func:`load_models`).
+
+    Returns:
+        ``(segments, selected)``: every instance found (:class:`grounded_inpaint.structures.Segments`)
+        and the indices of the selected ones (all of them without a selection option).
+    """
+    from .masks import select_indices
+    from .pipeline import grounded_segment
+
+    indices, labels = selection_options(args)
+    _, (segments,) = grounded_segment(
+        detector, predictor, [image], prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+        max_detections=args.max_detections, nms_iou=args.nms_iou, multimask=args.multimask,
+    )
+    return segments, select_indices(segments, indices=indices, top_k=args.top_k, labels=labels, min_score=args.min_score)
+
+
+def write_mask_outputs(
+    args: argparse.Namespace,
+    image_path: Path,
+    image: Any,
+    segments: Any,
+    selected: Sequence[int],
+    folder: Path,
+    *,
+    setting_names: Sequence[str],
+    model_paths: tuple[Path, Path],
+    device: Any,
+    dtype: Any,
+) -> list[Path]:
+    """Write what the ``mask`` command writes for one image into ``folder`` (which must exist).
+
+    ``mask.png`` (the inpainting mask after the mask options of ``args``: ``threshold``,
+    ``fill_holes``, ``min_area``, ``grow``, ``invert``, ``feather``), ``overlay.png`` (the selected
+    instances when a selection option is given, otherwise all found, at ``opacity``), ``cutout.png``
+    (the selected objects as RGBA) and ``detections.json`` (:func:`detections_record`). Each file is
+    written to a temporary name and moved into place.
+
+    Returns:
+        The paths written, in the order of :data:`MASK_OUTPUT_FILES`.
+    """
+    from .images import save_image, save_mask
+    from .masks import make_inpaint_mask
+    from .overlay import cutout, draw_segments
+
+    indices, labels = selection_options(args)
+    selecting = indices is not None or labels is not None or bool(args.top_k) or args.min_score > 0
+    chosen = segments.take(list(selected))
+    options = dict(threshold=args.threshold, fill_holes=args.fill_holes, min_area=args.min_area, grow=args.grow)
+    objects = make_inpaint_mask(chosen, image_size=segments.image_size, **options, invert=False, feather=args.feather)
+    mask = make_inpaint_mask(chosen, image_size=segments.image_size, **options, invert=args.invert, feather=args.feather)
+    written = [save_mask(mask, folder / "mask.png")]
+    # the overlay shows what the mask is made of: the selected instances (all of them without a selection)
+    written.append(save_image(draw_segments(image, chosen if selecting else segments, opacity=args.opacity), folder / "overlay.png"))
+    rgba, _ = cutout(image, objects)
+    written.append(save_image(rgba, folder / "cutout.png"))
+    record = detections_record(args, image_path, args.prompt, segments, selected, setting_names, model_paths, device, dtype,
+                               overlay_shows="selected" if selecting else "all")
+    written.append(write_json(folder / "detections.json", record))
+    return written

@@ -85,6 +85,9 @@ __all__ = [
     "load_inpaint_pipeline",
     "add_inpaint_arguments",
     "run_inpaint_command",
+    "INPAINT_OUTPUT_FILES",
+    "objects_to_inpaint",
+    "write_inpaint_outputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -714,18 +717,10 @@ def _validate(args: argparse.Namespace, cli_error: type[Exception]) -> None:
 
 def _find_objects(args: argparse.Namespace, image: torch.Tensor, models: tuple[Any, Any]):
     """Detect and segment; returns ``(segments, selected indices)``."""
-    from .cli_support import selection_options
-    from .masks import select_indices
-    from .pipeline import grounded_segment
+    from .cli_support import find_instances
 
-    indices, labels = selection_options(args)
     (detector, _), (predictor, _) = models
-    _, (segments,) = grounded_segment(
-        detector, predictor, [image], args.detect, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
-        max_detections=args.max_detections, nms_iou=args.nms_iou, multimask=args.multimask,
-    )
-    selected = select_indices(segments, indices=indices, top_k=args.top_k, labels=labels, min_score=args.min_score)
-    return segments, selected
+    return find_instances(args, image, args.detect, detector, predictor)
 
 
 def _masks(args: argparse.Namespace, chosen: Any, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -739,13 +734,14 @@ def _masks(args: argparse.Namespace, chosen: Any, image_size: tuple[int, int]) -
     return repaint, objects
 
 
-def _nothing_found_message(args: argparse.Namespace, n_found: int) -> str:
+def _nothing_found_message(args: argparse.Namespace, n_found: int, image_path: Path | None = None) -> str:
+    image = args.image if image_path is None else image_path
     what = "keep (repainting everything would repaint the product too)" if args.mode == "keep" else "repaint"
     if n_found == 0:
-        found = f"nothing matching {args.detect!r} was detected in {args.image} above --box-threshold {args.box_threshold}"
+        found = f"nothing matching {args.detect!r} was detected in {image} above --box-threshold {args.box_threshold}"
         fix = "lower --box-threshold or change --detect"
     else:
-        found = f"{n_found} instance(s) of {args.detect!r} were detected in {args.image} but none passed --select/--top-k/--labels/--min-score"
+        found = f"{n_found} instance(s) of {args.detect!r} were detected in {image} but none passed --select/--top-k/--labels/--min-score"
         fix = "loosen the selection"
     return f"{found}, so there is nothing to {what}; {fix}. Nothing was written to {args.out}."
 
@@ -759,12 +755,13 @@ _DETECT_SETTINGS = (
 
 
 def _record(args: argparse.Namespace, segments: Any, selected: list[int], pipe: Any, seed: int,
-            work: tuple[int, int], device: torch.device, dtype: torch.dtype, models: tuple[Any, Any]) -> dict[str, Any]:
+            work: tuple[int, int], device: torch.device, dtype: torch.dtype, models: tuple[Any, Any],
+            image_path: Path | None = None) -> dict[str, Any]:
     """The detections.json content: every detection setting, the instances, and the inpainting settings."""
     from .cli_support import detections_record
 
-    record = detections_record(args, args.image, args.detect, segments, selected, _DETECT_SETTINGS,
-                               (models[0][1], models[1][1]), device, dtype, overlay_shows="selected")
+    record = detections_record(args, args.image if image_path is None else image_path, args.detect, segments, selected,
+                               _DETECT_SETTINGS, (models[0][1], models[1][1]), device, dtype, overlay_shows="selected")
     record["settings"]["invert"] = args.mode == "keep"
     record["inpaint"] = {
         "mode": args.mode,
@@ -784,6 +781,77 @@ def _record(args: argparse.Namespace, segments: Any, selected: list[int], pipe: 
         "precision": str(dtype).replace("torch.", ""),
     }
     return record
+
+
+#: The files the ``inpaint`` command (and ``batch --inpaint``) writes per image, in this order.
+INPAINT_OUTPUT_FILES = ("result.png", "mask.png", "overlay.png", "detections.json")
+
+
+def objects_to_inpaint(args: argparse.Namespace, image_path: Path, segments: Any, selected: list[int]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The selected instances and the ``(repaint mask, objects)`` of :func:`_masks` for one image.
+
+    Raises:
+        NothingDetectedError: nothing selected, or the selected masks are empty after
+            ``threshold`` / ``min_area`` (there is nothing to keep or to repaint).
+    """
+    if not selected:
+        raise NothingDetectedError(_nothing_found_message(args, len(segments), image_path))
+    chosen = segments.take(selected)
+    repaint, objects = _masks(args, chosen, segments.image_size)
+    if not bool((objects > 0).any()):
+        raise NothingDetectedError(
+            f"the {len(selected)} selected instance(s) of {args.detect!r} in {image_path} have empty masks after "
+            f"--threshold {args.threshold} and --min-area {args.min_area}, so there is nothing to {args.mode}; lower "
+            f"them. Nothing was written to {args.out}."
+        )
+    return chosen, repaint, objects
+
+
+def write_inpaint_outputs(
+    args: argparse.Namespace,
+    image_path: Path,
+    image: torch.Tensor,
+    segments: Any,
+    selected: list[int],
+    masks: tuple[Any, torch.Tensor, torch.Tensor],
+    pipe: Any,
+    seed: int,
+    folder: Path,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    models: tuple[Any, Any],
+) -> list[Path]:
+    """Inpaint one image and write what the ``inpaint`` command writes into ``folder`` (which must exist).
+
+    Arguments:
+        args: the ``inpaint`` command's options (``detect``, ``prompt``, ``mode``, the SD and mask options).
+        image: ``[H, W, 3]`` float32 RGB in ``0..1``, read from ``image_path``.
+        segments, selected: every instance found and the selected indices (``find_instances``).
+        masks: ``(chosen, repaint, objects)`` from :func:`objects_to_inpaint`.
+        pipe: the loaded diffusers pipeline (:func:`load_inpaint_pipeline`).
+        seed: the noise seed.
+        models: ``((detector, path), (predictor, path))`` as ``load_models`` returns them.
+
+    Returns:
+        The paths written, in the order of :data:`INPAINT_OUTPUT_FILES`.
+    """
+    from .cli_support import write_json
+    from .images import save_image, save_mask
+    from .overlay import draw_segments
+
+    chosen, repaint, objects = masks
+    work = working_size(*segments.image_size, long_side=args.size, multiple=_pipeline_multiple(pipe))
+    result = inpaint_image(
+        pipe, image, repaint, args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
+        guidance=args.guidance, strength=args.strength, seed=seed, size=args.size,
+        keep_mask=objects if args.mode == "keep" else None,
+    )
+    written = [save_image(result, folder / "result.png"), save_mask(repaint, folder / "mask.png"),
+               save_image(draw_segments(image, chosen, opacity=args.opacity), folder / "overlay.png")]
+    record = _record(args, segments, selected, pipe, seed, work, device, dtype, models, image_path)
+    written.append(write_json(folder / "detections.json", record))
+    return written
 
 
 def _quiet_diffusers(verbose: bool, quiet: bool) -> None:
@@ -808,9 +876,8 @@ def _inpaint_model_problem(args: argparse.Namespace, models: Path | None) -> str
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli_support import CliError, load_models, pick_device, pick_dtype, prepare_output_folder, write_json
-    from .images import load_image, save_image, save_mask
-    from .overlay import draw_segments
+    from .cli_support import CliError, load_models, pick_device, pick_dtype, prepare_output_folder
+    from .images import load_image
 
     _validate(args, CliError)
     _import_diffusers()  # fail before the slow detection if diffusers is missing
@@ -824,16 +891,7 @@ def _run(args: argparse.Namespace) -> int:
 
     image = load_image(args.image)
     segments, selected = _find_objects(args, image, found)
-    if not selected:
-        raise NothingDetectedError(_nothing_found_message(args, len(segments)))
-    chosen = segments.take(selected)
-    repaint, objects = _masks(args, chosen, segments.image_size)
-    if not bool((objects > 0).any()):
-        raise NothingDetectedError(
-            f"the {len(selected)} selected instance(s) of {args.detect!r} in {args.image} have empty masks after "
-            f"--threshold {args.threshold} and --min-area {args.min_area}, so there is nothing to {args.mode}; lower "
-            f"them. Nothing was written to {args.out}."
-        )
+    masks = objects_to_inpaint(args, args.image, segments, selected)
 
     pipe = load_inpaint_pipeline(
         args.inpaint_model, device=device, dtype=dtype, local_files_only=args.no_download, models_dir=models,
@@ -841,18 +899,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     pipe.set_progress_bar_config(disable=quiet)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    work = working_size(*segments.image_size, long_side=args.size, multiple=_pipeline_multiple(pipe))
-    result = inpaint_image(
-        pipe, image, repaint, args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
-        guidance=args.guidance, strength=args.strength, seed=seed, size=args.size,
-        keep_mask=objects if args.mode == "keep" else None,
-    )
-
     prepare_output_folder(args.out)
-    save_image(result, args.out / "result.png")
-    save_mask(repaint, args.out / "mask.png")
-    save_image(draw_segments(image, chosen, opacity=args.opacity), args.out / "overlay.png")
-    write_json(args.out / "detections.json", _record(args, segments, selected, pipe, seed, work, device, dtype, found))
+    write_inpaint_outputs(args, args.image, image, segments, selected, masks, pipe, seed, args.out, device=device,
+                          dtype=dtype, models=found)
     log.info("%s: %d instance(s) %s, seed %d -> %s", args.image.name, len(selected),
              "kept" if args.mode == "keep" else "repainted", seed, args.out)
     return 0
