@@ -10,6 +10,7 @@ from . import runtime
 from .imaging import Composite, CutOut, Overlay
 from .loaders import LoadGroundingDino, LoadSam
 from .masking import MaskFromSegments, SegmentsInfo
+from .matting import LoadMattingModel, RefineMaskEdges
 from .sam3 import LoadSam3, Sam3Segment
 from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
 
@@ -28,6 +29,8 @@ _NODES = (
     ("GroundedInpaintComposite", Composite, "Composite Object"),
     ("GroundedInpaintLoadSam3", LoadSam3, "Load SAM 3 Model"),
     ("GroundedInpaintSam3Segment", Sam3Segment, "SAM 3 Segment (text → masks)"),
+    ("GroundedInpaintRefineMask", RefineMaskEdges, "Refine Mask Edges (matting)"),
+    ("GroundedInpaintLoadMattingModel", LoadMattingModel, "Load Matting Model"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

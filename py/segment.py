@@ -204,6 +204,7 @@ def _decode_prompts(
     masks = torch.zeros(n, h, w, dtype=torch.bool)
     quality = torch.zeros(n)
     out_boxes = torch.zeros(n, 4)
+    logits: torch.Tensor | None = None
     for (with_box, single, with_mask), idx in groups.items():
         kwargs: dict[str, Any] = {"multimask": "single" if single else "best"}
         if with_box:
@@ -220,6 +221,10 @@ def _decode_prompts(
         if with_mask:
             kwargs["mask_input"] = torch.stack([predictor.mask_to_logits(prompt_masks[i]) for i in idx])
         pred = predictor.predict(**kwargs, interrupt=interrupt)
+        group_logits = predictor.image_logits(pred.low_res_logits[:, 0]).cpu()
+        if logits is None:
+            logits = torch.zeros(n, *group_logits.shape[1:])
+        logits[idx] = group_logits
         for row, i in enumerate(idx):
             masks[i] = pred.masks[row, 0].cpu()
             quality[i] = pred.iou[row, 0].cpu()
@@ -228,7 +233,7 @@ def _decode_prompts(
             else:
                 found = mask_bbox(masks[i])
                 out_boxes[i] = found if found is not None else torch.zeros(4)
-    return Segments(masks, out_boxes, torch.tensor(scores), quality, labels, (h, w))
+    return Segments(masks, out_boxes, torch.tensor(scores), quality, labels, (h, w), logits)
 
 
 def segment(

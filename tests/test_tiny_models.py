@@ -58,6 +58,7 @@ def test_models_folder_layout(models_dir):
         **({"sam3": root / "sam3" / "sam3-tiny-random"} if hasattr(transformers, "Sam3Model") else {}),
         "mm_grounding_dino": root / "grounding-dino" / "mm-grounding-dino-tiny-random",
         "grounding_dino_original": root / "grounding-dino" / "groundingdino_tiny_random.pth",
+        "vitmatte": root / "vitmatte" / "vitmatte-tiny-random",
     }
     gd_files = {p.name for p in paths["grounding_dino"].iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "vocab.txt",
