@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-__all__ = ["box_mean", "inverse_3x3", "band_tiles", "Tile", "bounding_box"]
+__all__ = ["box_mean", "box_mean_at", "inverse_3x3", "band_tiles", "Tile", "bounding_box"]
 
 #: Up to this radius a box filter is two separable average pools; above it, cumulative sums in float64.
 _POOL_RADIUS = 12
@@ -56,6 +56,33 @@ def _box_mean_cumsum(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     shape = [1, 1, 1]
     shape[dim] = n
     return (total / count.reshape(shape)).to(x.dtype)
+
+
+def box_mean_at(x: torch.Tensor, radius: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """:func:`box_mean` of ``x`` evaluated only at the pixels ``(ys, xs)``, by integral images.
+
+    Costs two prefix sums over the planes (float64, exact enough for any image size) and four
+    look-ups per requested pixel, whatever the radius — the way to filter a thin band of a large
+    image without filtering the whole image.
+
+    Arguments:
+        x: ``[C, H, W]`` float.
+        radius: ``r >= 0``; windows are clipped at the border, as in :func:`box_mean`.
+        ys, xs: ``[K]`` int64 pixel coordinates.
+
+    Returns:
+        ``[C, K]`` in ``x``'s dtype.
+    """
+    c, h, w = x.shape
+    integral = torch.zeros(c, h + 1, w + 1, dtype=torch.float64, device=x.device)
+    integral[:, 1:, 1:] = x.double().cumsum(1).cumsum(2)
+    y0, y1 = (ys - radius).clamp(min=0), (ys + radius + 1).clamp(max=h)
+    x0, x1 = (xs - radius).clamp(min=0), (xs + radius + 1).clamp(max=w)
+    flat = integral.reshape(c, -1)
+    stride = w + 1
+    total = (flat[:, y1 * stride + x1] - flat[:, y0 * stride + x1] - flat[:, y1 * stride + x0] + flat[:, y0 * stride + x0])
+    count = ((y1 - y0) * (x1 - x0)).to(torch.float64)
+    return (total / count).to(x.dtype)
 
 
 def inverse_3x3(a: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..checks import count, number
 from ..images import to_mask, to_rgb
 from ..interrupt import checkpoint
-from ._filters import band_tiles, box_mean, inverse_3x3
+from ._filters import band_tiles, box_mean_at, inverse_3x3
 from .trimap import unknown_of
 
 __all__ = ["guided_filter", "guided_alpha", "DEFAULT_EPS", "TILE"]
@@ -28,7 +29,9 @@ DEFAULT_EPS = 3e-4
 TILE = 1024
 
 
-def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+def guided_filter(
+    guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float, where: torch.Tensor | None = None
+) -> torch.Tensor:
     """Filter ``source`` guided by the colours of ``guide`` (the colour-guide form of the filter).
 
     Arguments:
@@ -36,30 +39,43 @@ def guided_filter(guide: torch.Tensor, source: torch.Tensor, radius: int, eps: f
         source: ``[H, W]`` float32 (here: the coarse mask).
         radius: window radius ``r >= 1``; the result at a pixel depends on pixels within ``2r``.
         eps: ridge regularisation ``> 0``.
+        where: optional ``[H, W]`` bool: compute only these pixels (others are 0). The window
+            statistics are then evaluated only within ``r`` of them, by integral images, so a
+            thin band costs little more than two prefix sums of the image; the values equal the
+            full filter's within float rounding.
 
     Returns:
         ``[H, W]`` float32 (not clamped).
     """
-    p = source[None]
-    mean_i = box_mean(guide, radius)
-    mean_p = box_mean(p, radius)
-    cov_ip = box_mean(guide * p, radius) - mean_i * mean_p
+    h, w = source.shape
+    if where is None:
+        where = torch.ones(h, w, dtype=torch.bool, device=source.device)
+    # the windows that cover a wanted pixel, and the wanted pixels themselves
+    near = F.max_pool2d(where.float()[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+    ky, kx = torch.nonzero(near, as_tuple=True)
     r, g, b = guide
-    products = torch.stack([r * r, r * g, r * b, g * g, g * b, b * b])
+    p = source
+    planes = torch.stack([r, g, b, p, r * p, g * p, b * p, r * r, r * g, r * b, g * g, g * b, b * b])
+    stats = box_mean_at(planes, radius, ky, kx)
+    mean_i, mean_p, corr_ip, corr_ii = stats[0:3], stats[3], stats[4:7], stats[7:13]
+    cov_ip = corr_ip - mean_i * mean_p
     mr, mg, mb = mean_i
-    means = torch.stack([mr * mr, mr * mg, mr * mb, mg * mg, mg * mb, mb * mb])
-    var = box_mean(products, radius) - means
+    var = corr_ii - torch.stack([mr * mr, mr * mg, mr * mb, mg * mg, mg * mb, mb * mb])
     var[0] += eps
     var[3] += eps
     var[5] += eps
-    inv = inverse_3x3(var)
-    xx, xy, xz, yy, yz, zz = inv
+    xx, xy, xz, yy, yz, zz = inverse_3x3(var)
     cr, cg, cb = cov_ip
-    a = torch.stack([xx * cr + xy * cg + xz * cb, xy * cr + yy * cg + yz * cb, xz * cr + yz * cg + zz * cb])
-    offset = mean_p[0] - (a * mean_i).sum(0)
-    mean_a = box_mean(a, radius)
-    mean_b = box_mean(offset[None], radius)[0]
-    return (mean_a * guide).sum(0) + mean_b
+    coef = torch.zeros(4, h, w, dtype=source.dtype, device=source.device)
+    coef[0, ky, kx] = xx * cr + xy * cg + xz * cb
+    coef[1, ky, kx] = xy * cr + yy * cg + yz * cb
+    coef[2, ky, kx] = xz * cr + yz * cg + zz * cb
+    coef[3, ky, kx] = mean_p - (coef[:3, ky, kx] * mean_i).sum(0)
+    qy, qx = torch.nonzero(where, as_tuple=True)
+    mean_coef = box_mean_at(coef, radius, qy, qx)
+    out = torch.zeros(h, w, dtype=source.dtype, device=source.device)
+    out[qy, qx] = (mean_coef[:3] * guide[:, qy, qx]).sum(0) + mean_coef[3]
+    return out
 
 
 def guided_alpha(
@@ -80,8 +96,9 @@ def guided_alpha(
         radius: window radius in pixels (``>= 1``); ``None``: the band's half width, at least 2
             (estimated from the trimap).
         eps: ridge regularisation ``> 0`` for colours in ``0..1`` (default 3e-4).
-        tile: side of the tiles the band is computed in (memory is about 40 float planes of
-            ``(tile + 4 r)²`` pixels).
+        tile: side of the tiles the band is computed in (memory: a few float64 planes of
+            ``(tile + 4 r)²`` pixels; the work grows with the band's pixels, plus two prefix sums of
+            each tile).
 
     Returns:
         ``[H, W]`` float32 alpha in ``0..1`` on the image's device: the trimap's known values
@@ -103,10 +120,12 @@ def guided_alpha(
     for piece in band_tiles(unknown, tile=tile, margin=2 * radius):
         checkpoint()
         oy0, oy1, ox0, ox1 = piece.outer
-        filtered = guided_filter(guide[:, oy0:oy1, ox0:ox1].contiguous(), coarse[oy0:oy1, ox0:ox1].contiguous(), radius, eps)
         rows, cols = piece.inner_in_outer()
         iy0, iy1, ix0, ix1 = piece.inner
         band = unknown[iy0:iy1, ix0:ix1]
+        wanted = torch.zeros(oy1 - oy0, ox1 - ox0, dtype=torch.bool, device=rgb.device)
+        wanted[rows, cols] = band
+        filtered = guided_filter(guide[:, oy0:oy1, ox0:ox1], coarse[oy0:oy1, ox0:ox1], radius, eps, where=wanted)
         alpha[iy0:iy1, ix0:ix1] = torch.where(band, filtered[rows, cols].clamp(0.0, 1.0), alpha[iy0:iy1, ix0:ix1])
     return alpha
 
