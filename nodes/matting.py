@@ -9,6 +9,7 @@ import torch
 
 from ..py.batch import as_image_batch, as_mask_batch, batch_size_for, pick
 from ..py.matting import DEFAULT_METHOD, METHODS, refine_batch
+from ..py.matting.fuse import check_finite
 from ..py.matting.preview import over_checkerboard, trimap_overlay
 from ..py.models import load_matting_model
 from . import runtime
@@ -142,6 +143,8 @@ class RefineMaskEdges:
         else:
             objects = as_mask_batch(mask).cpu()
             sizes["mask"] = objects.shape[0]
+        if matte is not None:
+            check_finite(matte, "matte")
         mattes = as_mask_batch(matte).cpu() if matte is not None else None
         if mattes is not None:
             sizes["matte"] = mattes.shape[0]

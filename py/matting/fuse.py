@@ -18,9 +18,24 @@ import torch.nn.functional as F
 from ..images import to_mask
 from .trimap import unknown_of
 
-__all__ = ["prepare_matte", "fuse_matte"]
+__all__ = ["prepare_matte", "fuse_matte", "check_finite"]
 
 log = logging.getLogger(__name__)
+
+
+def check_finite(matte: Any, name: str = "matte") -> None:
+    """Refuse a float matte holding NaN or infinity (a failed upstream step), naming the count.
+
+    :func:`~grounded_inpaint.images.to_mask` would read NaN as 0: a matte with holes of NaN
+    would then silently cut holes into the object.
+    """
+    if torch.is_tensor(matte) and matte.is_floating_point():
+        bad = ~torch.isfinite(matte)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} holds {int(bad.sum())} NaN or infinite values; a matte must be numbers in 0..1. The "
+                "node or file it came from failed: fix that step, or leave the matte out to use the method's alpha"
+            )
 
 
 def prepare_matte(matte: Any, size: tuple[int, int], *, name: str = "matte") -> torch.Tensor:
@@ -41,13 +56,7 @@ def prepare_matte(matte: Any, size: tuple[int, int], *, name: str = "matte") -> 
         ValueError: NaN or infinite values (a failed upstream step; the count is given), or a
             shape that is not a single-channel picture.
     """
-    if torch.is_tensor(matte) and matte.is_floating_point():
-        bad = ~torch.isfinite(matte)
-        if bool(bad.any()):
-            raise ValueError(
-                f"{name} holds {int(bad.sum())} NaN or infinite values; a matte must be numbers in 0..1. The "
-                "node or file it came from failed: fix that step, or leave the matte out to use the method's alpha"
-            )
+    check_finite(matte, name)
     tensor = to_mask(matte, name=name)
     height, width = int(size[0]), int(size[1])
     if tuple(tensor.shape) != (height, width):
