@@ -689,6 +689,9 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--feather", type=number_arg(low=0.0), default=0.0, help="blend the repainted edge over N pixels")
     d.add_argument("--threshold", type=fraction_arg, default=0.5, help="binarise the object masks at this value (0..1)")
     d.add_argument("--opacity", type=fraction_arg, default=0.5, help="overlay fill opacity, 0..1 (default 0.5)")
+    from .matting.command import add_refine_arguments
+
+    add_refine_arguments(p)
     return p
 
 
@@ -755,6 +758,7 @@ _DETECT_SETTINGS = (
     "detector", "segmenter", "models", "device", "precision", "box_threshold", "text_threshold", "max_detections",
     "nms_iou", "multimask", "select", "top_k", "labels", "min_score", "grow", "fill_holes", "min_area", "feather",
     "threshold", "opacity", "no_download",
+    "refine", "matting_model", "band_inside", "band_outside", "matte", "no_decontaminate",
 )
 
 
@@ -820,7 +824,12 @@ def _run(args: argparse.Namespace) -> int:
     _quiet_diffusers(verbose, quiet)
     device = pick_device(args.device)
     dtype = pick_dtype(args.precision, device)
-    found = load_models(args, device, dtype, also=[problem] if problem else [])  # every missing model in one error
+    from .matting.command import check_mattes, load_matting, matting_problems, refine_selected
+
+    (matte_file,) = check_mattes(args, [args.image], CliError)
+    problems = ([problem] if problem else []) + matting_problems(args)
+    found = load_models(args, device, dtype, also=problems)  # every missing model in one error
+    matting = load_matting(args, device)
 
     image = load_image(args.image)
     segments, selected = _find_objects(args, image, found)
@@ -828,6 +837,12 @@ def _run(args: argparse.Namespace) -> int:
         raise NothingDetectedError(_nothing_found_message(args, len(segments)))
     chosen = segments.take(selected)
     repaint, objects = _masks(args, chosen, segments.image_size)
+    matte = None
+    if args.refine != "none" and bool((objects > 0).any()):
+        # keep: repaint everything that is not surely the product (its soft band included) and paste the
+        # product back with its soft alpha and clean colours; replace: repaint the refined fringe too
+        matte = refine_selected(args, image, chosen, objects, matting, matte_file)
+        repaint = (matte.alpha < 1).float() if args.mode == "keep" else torch.maximum(repaint, (matte.alpha > 0).float())
     if not bool((objects > 0).any()):
         raise NothingDetectedError(
             f"the {len(selected)} selected instance(s) of {args.detect!r} in {args.image} have empty masks after "
@@ -845,12 +860,16 @@ def _run(args: argparse.Namespace) -> int:
     result = inpaint_image(
         pipe, image, repaint, args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
         guidance=args.guidance, strength=args.strength, seed=seed, size=args.size,
-        keep_mask=objects if args.mode == "keep" else None,
+        keep_mask=objects if args.mode == "keep" and matte is None else None,
     )
+    if matte is not None and args.mode == "keep":  # exact where alpha is 1 (the foreground is the photo there)
+        result = paste_back(result, matte.foreground, matte.alpha)
 
     prepare_output_folder(args.out)
     save_image(result, args.out / "result.png")
     save_mask(repaint, args.out / "mask.png")
+    if matte is not None:
+        save_mask(matte.alpha, args.out / "alpha.png", bits=16)
     save_image(draw_segments(image, chosen, opacity=args.opacity), args.out / "overlay.png")
     write_json(args.out / "detections.json", _record(args, segments, selected, pipe, seed, work, device, dtype, found))
     log.info("%s: %d instance(s) %s, seed %d -> %s", args.image.name, len(selected),

@@ -82,6 +82,7 @@ def refine(
     outer: int | None = None,
     use_logits: bool = True,
     logit_margin: float = DEFAULT_LOGIT_MARGIN,
+    logits: torch.Tensor | None = None,
     unknown: Any = None,
     matte: Any = None,
     model: Any = None,
@@ -103,6 +104,8 @@ def refine(
         inner, outer: band widths inside / outside the edge in pixels; ``None``: scaled with the
             image and the object (:func:`.trimap.default_band`); ``0`` and ``0``: no band, alpha = mask.
         use_logits: widen the band where the segmenter's logits are within ``±logit_margin``.
+        logits: with a plain ``mask``: optional ``[h, w]`` segmenter logits over the image (e.g.
+            :func:`.trimap.union_logits` of the instances the mask was made from).
         unknown: optional ``[H, W]`` mask of regions to mark wholly unknown (glass, veils).
         matte: optional external soft matte (``[H', W']``, resized to the image with a log line
             if its size differs): its alpha is used inside the band instead of ``method``'s.
@@ -138,7 +141,8 @@ def refine(
         if tuple(coarse.shape) != size:
             raise ValueError(f"the mask is {coarse.shape[1]}x{coarse.shape[0]} but the image is {size[1]}x{size[0]}; "
                              "give a mask of the image's size")
-        trimap = make_trimap(coarse, inner=inner, outer=outer, unknown=unknown).to(rgb.device)
+        trimap = make_trimap(coarse, inner=inner, outer=outer, logits=logits if use_logits else None,
+                             logit_margin=logit_margin, unknown=unknown).to(rgb.device)
     if matte is not None:  # checked (NaN) and brought to the image's size even where no band needs it
         matte = prepare_matte(matte, size).to(rgb.device)
     if method == "vitmatte" and model is None and matte is None:

@@ -40,6 +40,7 @@ __all__ = [
     "make_trimap",
     "trimap_for_segments",
     "logits_to_image",
+    "union_logits",
     "unknown_of",
 ]
 
@@ -174,6 +175,14 @@ def make_trimap(
     return torch.from_numpy(trimap).to(device)
 
 
+def union_logits(segments: Segments) -> torch.Tensor | None:
+    """``[H, W]``: the maximum over instances of their SAM logits at the image's size (the union's
+    logits), or ``None`` when there is no instance or the segmenter gave no logits."""
+    if not len(segments) or getattr(segments, "logits", None) is None:
+        return None
+    return torch.stack([logits_to_image(segments.logits[i], segments.image_size) for i in range(len(segments))]).amax(0)
+
+
 def trimap_for_segments(
     segments: Segments,
     *,
@@ -190,9 +199,7 @@ def trimap_for_segments(
     trimap (alpha 0 everywhere).
     """
     union = segments.union()
-    logits = None
-    if use_logits and len(segments) and getattr(segments, "logits", None) is not None:
-        logits = torch.stack([logits_to_image(segments.logits[i], segments.image_size) for i in range(len(segments))]).amax(0)
+    logits = union_logits(segments) if use_logits else None
     return make_trimap(union, inner=inner, outer=outer, logits=logits, logit_margin=logit_margin, unknown=unknown)
 
 
