@@ -1,7 +1,9 @@
 """Matting benchmark: how close each edge refinement comes to the true alpha and the true colours.
 
 Run ``python benchmarks/matting_bench.py`` (needs ``pip install -e ".[bench]"`` for
-scikit-image's sample photos; about 3 minutes on a 2-core CPU; ``--quick`` for 512 px images).
+scikit-image's sample photos; about 10 minutes on a 2-core CPU; ``--quick`` for 512 px images,
+``--pymatting`` to score pymatting alongside when it is installed, ``--threads 1`` for steadier
+times on a shared machine).
 
 **Data.** Every case is a composite with a known answer: ``I = alpha F + (1 - alpha) B``, with a
 procedural ground-truth ``alpha`` of one kind of edge, a foreground ``F`` and a background ``B``
@@ -432,10 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="512 px, one pair per kind")
     parser.add_argument("--pymatting", action="store_true", help="also score pymatting's closed form and foreground (if installed)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds of edge")
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                        help="torch threads (default 2; 1 gives steadier times on a shared machine)")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.pairs = 512, 1
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, args.threads))
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     print(f"matting benchmark: {args.size}x{args.size} px, {args.pairs} photo pair(s) per kind, "
           f"{os.cpu_count()} CPU(s), {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}")

@@ -8,6 +8,7 @@ import logging
 import torch
 
 from ..py.batch import as_image_batch, as_mask_batch, batch_size_for, pick
+from ..py.checks import count
 from ..py.matting import DEFAULT_METHOD, METHODS, refine_batch
 from ..py.matting.fuse import check_finite
 from ..py.matting.preview import over_checkerboard, trimap_overlay
@@ -59,9 +60,10 @@ class LoadMattingModel:
         return (_load("vitmatte", model_name, device, precision, load_matting_model, auto_half=False),)
 
 
-def _band(value: int) -> int | None:
+def _band(name: str, value: int) -> int | None:
     """The node's band width: -1 means "scale with the image and the object" (None in the library)."""
-    return None if int(value) < 0 else int(value)
+    checked = count(name, value, low=-1, meaning="(-1 = automatic, 0 = no band)")
+    return None if checked == -1 else checked
 
 
 class RefineMaskEdges:
@@ -129,6 +131,7 @@ class RefineMaskEdges:
 
     def refine(self, image, method, band_inside, band_outside, decontaminate, segments=None, mask=None, matte=None,
                matting_model=None, unknown_mask=None, use_sam_uncertainty=True):
+        inner, outer = _band("band_inside", band_inside), _band("band_outside", band_outside)
         images = as_image_batch(image)
         if segments is None and mask is None:
             raise ValueError("Refine Mask Edges needs the object: connect segments (from SAM Segment / Grounded Segment) "
@@ -172,7 +175,7 @@ class RefineMaskEdges:
                 pictures, per_image,
                 mattes=[pick(mattes, i) for i in range(n)] if mattes is not None else None,
                 unknown=[pick(unknown, i) for i in range(n)] if unknown is not None else None,
-                method=method, inner=_band(band_inside), outer=_band(band_outside), use_logits=bool(use_sam_uncertainty),
+                method=method, inner=inner, outer=outer, use_logits=bool(use_sam_uncertainty),
                 model=matting_model.engine if matting_model is not None else None, decontaminate=bool(decontaminate),
                 progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt,
             )

@@ -758,7 +758,7 @@ _DETECT_SETTINGS = (
     "detector", "segmenter", "models", "device", "precision", "box_threshold", "text_threshold", "max_detections",
     "nms_iou", "multimask", "select", "top_k", "labels", "min_score", "grow", "fill_holes", "min_area", "feather",
     "threshold", "opacity", "no_download",
-    "refine", "matting_model", "band_inside", "band_outside", "matte", "no_decontaminate",
+    "refine", "matting_model", "band_inside", "band_outside", "matte", "no_decontaminate", "no_sam_uncertainty",
 )
 
 

@@ -17,15 +17,11 @@ from .refine import METHODS
 
 __all__ = [
     "add_refine_arguments",
-    "REFINE_SETTINGS",
     "matting_problems",
     "load_matting",
     "check_mattes",
     "refine_selected",
 ]
-
-#: The matting options recorded in ``detections.json``.
-REFINE_SETTINGS = ("refine", "matting_model", "band_inside", "band_outside", "matte", "no_decontaminate")
 
 
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +43,8 @@ def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--matte", nargs="+", default=None, metavar="FILE",
                    help="soft matte file(s) from any background remover, one per image in order: used inside the "
                    "objects' band (grayscale, or the alpha of an RGBA file; resized to the image if needed)")
+    g.add_argument("--no-sam-uncertainty", action="store_true",
+                   help="do not widen the band where SAM's own logits were unsure (hair, fur, blur)")
     g.add_argument("--no-decontaminate", action="store_true",
                    help="keep the photo's colours at the soft edge (default: estimate the object's own colours)")
 
@@ -125,5 +123,5 @@ def refine_selected(
             raise ValueError(f"cannot read the matte {matte_file}: {exc}") from None
     return refine(
         image, objects, method=args.refine, inner=args.band_inside, outer=args.band_outside,
-        logits=union_logits(chosen), matte=matte, model=model, decontaminate=not args.no_decontaminate,
+        logits=None if args.no_sam_uncertainty else union_logits(chosen), matte=matte, model=model, decontaminate=not args.no_decontaminate,
     )

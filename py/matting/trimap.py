@@ -123,7 +123,8 @@ def make_trimap(
             ``inner = outer = 0`` gives no band: alpha will equal the mask.
         logits: optional ``[h, w]`` logits of the segmenter over the whole image (any resolution,
             upsampled bilinearly): pixels with ``|logit| < logit_margin`` within 12 SAM grid
-            cells (``12 * max(H, W) / 256`` px) of the mask become unknown too.
+            cells (``12 * max(H, W) / 256`` px) of the mask's edge, inside or outside, become
+            unknown too.
         logit_margin: a number ``>= 0``; ``0`` ignores ``logits``.
         unknown: optional ``[H, W]`` mask of regions to mark wholly unknown (``>= 0.5``), e.g.
             a glass or a veil whose alpha the matting method should estimate everywhere.
@@ -155,7 +156,8 @@ def make_trimap(
             raise ValueError("logits hold NaN or infinite values; pass the segmenter's finite mask logits (or None)")
         full = logits_to_image(logits.detach().cpu(), binary.shape).numpy()
         distance = max(outer, int(round(UNCERTAIN_REACH_CELLS * max(binary.shape) / SAM_GRID)), 1)
-        near = _masks._dilate(binary, distance) if binary.any() else np.zeros_like(binary)
+        # only near the edge, on both sides: deep inside or far outside the object SAM's word stands
+        near = (_masks._dilate(binary, distance) & ~_masks._erode(binary, distance)) if binary.any() else np.zeros_like(binary)
         band |= (np.abs(full) < logit_margin) & near
     if unknown is not None:
         region = unknown
