@@ -41,8 +41,8 @@ def _load(name):
     return json.loads((FOLDER / f"{name}.json").read_text()), json.loads((FOLDER / "api" / f"{name}_api.json").read_text())
 
 
-def test_the_four_workflows_are_there():
-    assert NAMES == ["background_generation", "mask_only", "object_replacement", "product_placement"]
+def test_the_five_workflows_are_there():
+    assert NAMES == ["background_generation", "external_matte", "mask_only", "object_replacement", "product_placement"]
 
 
 @pytest.mark.parametrize("name", NAMES)
