@@ -152,8 +152,6 @@ def _strands(canvas: Image.Image, rng: np.random.Generator, n: int, length: tupl
     big = canvas.size[0]
     total = np.asarray(canvas, dtype=np.float32) / 255.0
     for x, y, angle in _edge_points(canvas, rng, n, upper_only):
-        layer = Image.new("L", canvas.size, 0)
-        draw = ImageDraw.Draw(layer)
         steps = 24
         seg = rng.uniform(*length) * SUPERSAMPLE / steps
         bend = rng.normal(0, 0.06)
@@ -164,10 +162,18 @@ def _strands(canvas: Image.Image, rng: np.random.Generator, n: int, length: tupl
             x, y = x + seg * math.cos(a), y + seg * math.sin(a)
             points.append((x, y))
         thickness = max(1, int(round(rng.uniform(*width) * SUPERSAMPLE)))
-        draw.line(points, fill=255, width=thickness, joint="curve")
+        # draw in the strand's own box only (a full-size layer per strand is slow)
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, y0 = max(0, int(min(xs)) - thickness - 2), max(0, int(min(ys)) - thickness - 2)
+        x1, y1 = min(big, int(max(xs)) + thickness + 3), min(big, int(max(ys)) + thickness + 3)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        layer = Image.new("L", (x1 - x0, y1 - y0), 0)
+        ImageDraw.Draw(layer).line([(px - x0, py - y0) for px, py in points], fill=255, width=thickness, joint="curve")
         strand = np.asarray(layer, dtype=np.float32) / 255.0 * rng.uniform(*opacity)
-        total = total + strand * (1 - total)
-    return np.clip(total, 0, 1)[:big, :big]
+        region = total[y0:y1, x0:x1]
+        total[y0:y1, x0:x1] = region + strand * (1 - region)
+    return np.clip(total, 0, 1)
 
 
 def _disc(radius: float) -> np.ndarray:

@@ -30,7 +30,15 @@ import torch
 if TYPE_CHECKING:
     from transformers import VitMatteConfig, VitMatteForImageMatting
 
-__all__ = ["tiny_vitmatte_config", "build_tiny_vitmatte", "write_tiny_vitmatte", "PREPROCESSOR_CONFIG", "main"]
+__all__ = [
+    "tiny_vitmatte_config",
+    "build_tiny_vitmatte",
+    "write_tiny_vitmatte",
+    "real_size_vitmatte_config",
+    "write_real_size_vitmatte",
+    "PREPROCESSOR_CONFIG",
+    "main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,36 @@ def write_tiny_vitmatte(folder: str | Path, seed: int = 0, local: bool = False) 
     build_tiny_vitmatte(seed, local).save_pretrained(str(folder), safe_serialization=True)
     (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n", encoding="utf-8")
     log.debug("wrote tiny ViTMatte (seed %d%s) to %s", seed, ", local" if local else "", folder)
+    return folder
+
+
+def real_size_vitmatte_config(base: bool = False) -> "VitMatteConfig":
+    """The published architecture: hustvl/vitmatte-small-composition-1k (ViT-S, 384 wide, 6 heads) or
+    -base- (ViT-B, 768 wide, 12 heads); 12 blocks, windowed attention (14 × 14 patches) in all but
+    blocks 3, 6, 9 and 12 (global), residual conv blocks after those, relative positions."""
+    from transformers import VitDetConfig, VitMatteConfig
+
+    width, heads = (768, 12) if base else (384, 6)
+    backbone = VitDetConfig(
+        hidden_size=width, num_hidden_layers=12, num_attention_heads=heads, mlp_ratio=4, num_channels=4, image_size=512,
+        pretrain_image_size=224, patch_size=16, window_size=14, window_block_indices=[0, 1, 3, 4, 6, 7, 9, 10],
+        residual_block_indices=[2, 5, 8, 11], use_relative_position_embeddings=True, out_features=["stage12"],
+    )
+    return VitMatteConfig(backbone_config=backbone, hidden_size=width, convstream_hidden_sizes=[48, 96, 192],
+                          fusion_hidden_sizes=[256, 128, 64, 32])
+
+
+def write_real_size_vitmatte(folder: str | Path, seed: int = 0, base: bool = False) -> Path:
+    """A ViTMatte of the published size with random weights (for speed and memory figures), in the hub layout."""
+    from transformers import VitMatteForImageMatting
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = VitMatteForImageMatting(real_size_vitmatte_config(base)).eval()
+    model.save_pretrained(str(folder), safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
