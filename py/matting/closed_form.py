@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 DEFAULT_EPS = 1e-7
 #: Tile side and context margin in pixels: a tile's system has at most ``(TILE + 2 MARGIN)²`` unknowns.
 TILE, MARGIN = 384, 32
-#: Conjugate-gradient stopping rule: relative residual, and the most iterations per tile.
-RTOL, MAX_ITER = 1e-6, 2000
+#: Conjugate-gradient stopping rule: relative residual, and the most iterations per tile (bounds the
+#: cost of a wide band; on the benchmark 1e-4 and 300 give the same SAD as 1e-6 and 2000 in half the time).
+RTOL, MAX_ITER = 1e-4, 300
 #: Windows handled per chunk while the Laplacian is assembled (bounds the temporary memory).
 _CHUNK = 65536
 
@@ -80,9 +81,9 @@ def matting_laplacian_rows(
         colours = flat[idx]  # [K, 9, 3]
         mean = colours.mean(axis=1, keepdims=True)
         centred = colours - mean
-        cov = np.einsum("kia,kib->kab", centred, centred) / 9.0 + eye
+        cov = np.matmul(centred.transpose(0, 2, 1), centred) / 9.0 + eye
         inv = np.linalg.inv(cov)
-        g = (1.0 + np.einsum("kia,kab,kjb->kij", centred, inv, centred)) / 9.0
+        g = (1.0 + np.matmul(np.matmul(centred, inv), centred.transpose(0, 2, 1))) / 9.0
         vals = np.eye(9)[None] - g  # [K, 9, 9]: this window's contribution
         r = row_of[idx]  # rows only for unknown pixels
         keep = r >= 0
@@ -101,30 +102,37 @@ def matting_laplacian_rows(
     return matrix, index
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a · b`` without BLAS: a multi-threaded BLAS call for a vector product spins its threads and
+    is many times slower than one pass of numpy's own loop when the CPU is busy."""
+    return float(np.einsum("i,i->", a, b))
+
+
 def _pcg(a: sparse.csr_matrix, b: np.ndarray, x: np.ndarray, *, rtol: float, max_iter: int) -> tuple[np.ndarray, int]:
     """Jacobi-preconditioned conjugate gradients for SPD ``a``; checkpoint for Cancel every 25 steps."""
     diag = a.diagonal()
     inv_diag = np.where(diag > 1e-12, 1.0 / np.maximum(diag, 1e-12), 1.0)
     r = b - a @ x
-    norm_b = float(np.linalg.norm(b)) or 1.0
+    limit = (rtol * (_dot(b, b) ** 0.5 or 1.0)) ** 2
     z = inv_diag * r
     p = z.copy()
-    rz = float(r @ z)
+    rz = _dot(r, z)
     for step in range(max_iter):
-        if float(np.linalg.norm(r)) <= rtol * norm_b:
+        if _dot(r, r) <= limit:
             return x, step
         if step % 25 == 0:
             checkpoint()
         ap = a @ p
-        denom = float(p @ ap)
+        denom = _dot(p, ap)
         if denom <= 0:
             return x, step
         step_size = rz / denom
         x += step_size * p
         r -= step_size * ap
-        z = inv_diag * r
-        rz_new = float(r @ z)
-        p = z + (rz_new / rz) * p
+        np.multiply(inv_diag, r, out=z)
+        rz_new = _dot(r, z)
+        p *= rz_new / rz
+        p += z
         rz = rz_new
     return x, max_iter
 
