@@ -203,7 +203,10 @@ def _patch(backbone: Any) -> int:
 
 
 def _new_api() -> bool:
-    """transformers 5 names the precision argument ``dtype``; 4.x ``torch_dtype``."""
+    """transformers 4.56 and later name the precision argument ``dtype``; earlier ones ``torch_dtype``."""
+    import re
+
     import transformers
 
-    return int(transformers.__version__.split(".")[0]) >= 5
+    major, minor = (int(v) for v in re.findall(r"\d+", transformers.__version__)[:2])
+    return (major, minor) >= (4, 56)
