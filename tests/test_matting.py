@@ -59,6 +59,16 @@ def test_trimap_band_widths_and_values():
     assert not bool(band[(dist < 26) | (dist > 36)].any())
 
 
+def test_thin_parts_keep_their_centre_line():
+    """A 5 px strap is thinner than a 4 px band on both sides: its centre line stays known object."""
+    mask = _disc_alpha() >= 0.5
+    mask[46:51, 90:126] = True  # a strap leaving the disc to the right
+    trimap = make_trimap(mask, inner=4, outer=4)
+    assert bool((trimap[48, 100:120] == 1).all())  # the strap's centre line
+    assert bool((trimap[46, 100:120] == 0.5).all()) and bool((trimap[50, 100:120] == 0.5).all())  # its sides: band
+    assert bool((trimap[44, 100:120] == 0.5).all())  # and the band outside it
+
+
 def test_band_zero_gives_the_mask_itself():
     image, _, _ = _composite(_disc_alpha(soft=6))
     mask = _disc_alpha() >= 0.5

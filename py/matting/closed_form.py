@@ -26,12 +26,14 @@ from ..interrupt import checkpoint
 from ._filters import band_tiles
 from .trimap import unknown_of
 
-__all__ = ["closed_form_alpha", "matting_laplacian_rows", "DEFAULT_EPS", "TILE", "MARGIN"]
+__all__ = ["closed_form_alpha", "matting_laplacian_rows", "DEFAULT_EPS", "DEFAULT_PRIOR", "TILE", "MARGIN"]
 
 log = logging.getLogger(__name__)
 
 #: Regularisation of the per-window colour model (colours in 0..1); Levin et al.'s value.
 DEFAULT_EPS = 1e-7
+#: Weight of the pull towards the coarse mask inside the band (0: none).
+DEFAULT_PRIOR = 0.0
 #: Tile side and context margin in pixels: a tile's system has at most ``(TILE + 2 MARGIN)²`` unknowns.
 TILE, MARGIN = 384, 32
 #: Conjugate-gradient stopping rule: relative residual, and the most iterations per tile (bounds the
@@ -137,8 +139,9 @@ def _pcg(a: sparse.csr_matrix, b: np.ndarray, x: np.ndarray, *, rtol: float, max
     return x, max_iter
 
 
-def _solve_crop(image: np.ndarray, trimap: np.ndarray, start: np.ndarray, eps: float) -> np.ndarray:
-    """Alpha of one crop: known pixels from ``trimap``, unknown ones solved (starting from ``start``)."""
+def _solve_crop(image: np.ndarray, trimap: np.ndarray, start: np.ndarray, eps: float, prior: float) -> np.ndarray:
+    """Alpha of one crop: known pixels from ``trimap``, unknown ones solved (starting from, and pulled by
+    ``prior`` towards, the coarse mask ``start``)."""
     unknown = (trimap > 0.0) & (trimap < 1.0)
     alpha = trimap.astype(np.float64).copy()
     if not unknown.any():
@@ -146,9 +149,12 @@ def _solve_crop(image: np.ndarray, trimap: np.ndarray, start: np.ndarray, eps: f
     rows, index = matting_laplacian_rows(image, unknown, eps)
     known = np.ones(unknown.size, dtype=bool)
     known[index] = False
+    x0 = np.clip(start.ravel()[index].astype(np.float64), 0.0, 1.0)
     a = rows[:, index].tocsr()
     b = -(rows[:, known] @ alpha.ravel()[known])
-    x0 = np.clip(start.ravel()[index].astype(np.float64), 0.0, 1.0)
+    if prior > 0:
+        a = (a + sparse.identity(index.size, format="csr") * prior).tocsr()
+        b = b + prior * x0
     x, steps = _pcg(a, b, x0, rtol=RTOL, max_iter=MAX_ITER)
     if steps >= MAX_ITER:
         log.debug("closed-form matting: stopped after %d iterations (%d unknown pixels)", steps, index.size)
@@ -163,6 +169,7 @@ def closed_form_alpha(
     mask: Any = None,
     *,
     eps: float = DEFAULT_EPS,
+    prior: float = DEFAULT_PRIOR,
     tile: int = TILE,
     margin: int = MARGIN,
 ) -> torch.Tensor:
@@ -173,6 +180,10 @@ def closed_form_alpha(
         trimap: ``[H, W]`` trimap (0 / 0.5 / 1).
         mask: optional ``[H, W]`` coarse mask: the solver's starting point (fewer iterations).
         eps: the colour model's regularisation ``> 0`` (colours in 0..1; larger is smoother).
+        prior: weight ``>= 0`` of a pull towards ``mask`` in the band (``prior * sum (alpha - mask)²``
+            is added to the matting energy): where the colours do not tell object from background
+            (dark on dark, a busy background) alpha stays near the mask instead of drifting; where
+            they do, the image wins. 0 is plain closed-form matting.
         tile, margin: the band is solved in tiles of ``tile`` pixels, each with ``margin`` pixels
             of context around it (``margin`` 0 treats each tile on its own). A band that fits in
             one tile is solved in one system, exactly.
@@ -186,6 +197,7 @@ def closed_form_alpha(
     if tuple(trimap_t.shape) != tuple(rgb.shape[:2]):
         raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} but the trimap is {trimap_t.shape[1]}x{trimap_t.shape[0]}")
     eps = number("eps", eps, low=0.0, low_open=True)  # type: ignore[assignment]
+    prior = number("prior", prior, low=0.0)  # type: ignore[assignment]
     tile = count("tile", tile, low=16)  # type: ignore[assignment]
     margin = count("margin", margin)  # type: ignore[assignment]
     start_t = to_mask(mask, name="mask") if mask is not None else trimap_t
@@ -197,7 +209,7 @@ def closed_form_alpha(
     for piece in band_tiles(unknown, tile=tile, margin=margin):
         checkpoint()
         oy0, oy1, ox0, ox1 = piece.outer
-        solved = _solve_crop(pixels[oy0:oy1, ox0:ox1], tri[oy0:oy1, ox0:ox1], start[oy0:oy1, ox0:ox1], eps)
+        solved = _solve_crop(pixels[oy0:oy1, ox0:ox1], tri[oy0:oy1, ox0:ox1], start[oy0:oy1, ox0:ox1], eps, prior)
         rows, cols = piece.inner_in_outer()
         iy0, iy1, ix0, ix1 = piece.inner
         alpha[iy0:iy1, ix0:ix1] = solved[rows, cols]
