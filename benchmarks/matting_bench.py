@@ -451,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.pairs = 512, 1
+    if args.pymatting:
+        import pymatting  # noqa: F401 - importing it resets torch's thread count: import first, then set it
     torch.set_num_threads(max(1, args.threads))
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     print(f"matting benchmark: {args.size}x{args.size} px, {args.pairs} photo pair(s) per kind, "

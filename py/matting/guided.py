@@ -51,7 +51,9 @@ def guided_filter(
     if where is None:
         where = torch.ones(h, w, dtype=torch.bool, device=source.device)
     # the windows that cover a wanted pixel, and the wanted pixels themselves
-    near = F.max_pool2d(where.float()[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+    k = 2 * radius + 1  # a square max filter, separably (a k x k pool costs k² per pixel)
+    near = F.max_pool2d(where.float()[None, None], (1, k), stride=1, padding=(0, radius))
+    near = F.max_pool2d(near, (k, 1), stride=1, padding=(radius, 0))[0, 0] > 0
     ky, kx = torch.nonzero(near, as_tuple=True)
     r, g, b = guide
     p = source
