@@ -12,10 +12,26 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-__all__ = ["box_mean", "box_mean_at", "inverse_3x3", "band_tiles", "Tile", "bounding_box"]
+__all__ = ["box_mean", "box_mean_at", "inverse_3x3", "band_tiles", "Tile", "bounding_box", "as_rgb"]
 
 #: Up to this radius a box filter is two separable average pools; above it, cumulative sums in float64.
 _POOL_RADIUS = 12
+
+
+def as_rgb(image: object, name: str = "image") -> torch.Tensor:
+    """``image`` as ``[H, W, 3]`` float32 in ``0..1`` without copying one that already is.
+
+    :func:`grounded_inpaint.images.to_rgb` always returns a new tensor; on a 33-megapixel photo
+    every copy is 400 MB, and the matting stage hands its image from step to step. A float32
+    ``[H, W, 3]`` tensor that is finite and within ``0..1`` is returned as it is; anything else
+    goes through ``to_rgb`` (which explains what is wrong with it).
+    """
+    from ..images import to_rgb
+
+    if torch.is_tensor(image) and image.dtype == torch.float32 and image.ndim == 3 and image.shape[-1] == 3 and image.numel():
+        if bool(torch.isfinite(image).all()) and float(image.min()) >= 0.0 and float(image.max()) <= 1.0:
+            return image
+    return to_rgb(image, name=name)
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:

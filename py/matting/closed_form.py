@@ -21,9 +21,9 @@ import torch
 from scipy import sparse
 
 from ..checks import count, number
-from ..images import to_mask, to_rgb
+from ..images import to_mask
 from ..interrupt import checkpoint
-from ._filters import band_tiles
+from ._filters import as_rgb, band_tiles
 from .trimap import unknown_of
 
 __all__ = ["closed_form_alpha", "matting_laplacian_rows", "DEFAULT_EPS", "DEFAULT_PRIOR", "TILE", "MARGIN"]
@@ -192,7 +192,7 @@ def closed_form_alpha(
         ``[H, W]`` float32 alpha in ``0..1`` on the image's device; known pixels keep the
         trimap's exact 0 or 1.
     """
-    rgb = to_rgb(image, name="image")
+    rgb = as_rgb(image)
     trimap_t = to_mask(trimap, name="trimap")
     if tuple(trimap_t.shape) != tuple(rgb.shape[:2]):
         raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} but the trimap is {trimap_t.shape[1]}x{trimap_t.shape[0]}")

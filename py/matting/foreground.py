@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import count, number
-from ..images import to_mask, to_rgb
+from ..images import to_mask
 from ..interrupt import checkpoint
-from ._filters import band_tiles, bounding_box, box_mean
+from ._filters import as_rgb, band_tiles, bounding_box, box_mean
 
 __all__ = ["estimate_foreground", "default_radii", "REFERENCE_SIDE", "DEFAULT_POWER"]
 
@@ -106,7 +106,7 @@ def estimate_foreground(
           nearby, so that resampling or feathering the cut-out later never pulls in the old
           background; black farther away.
     """
-    rgb = to_rgb(image, name="image")
+    rgb = as_rgb(image)
     a = to_mask(alpha, name="alpha").to(rgb.device)
     if tuple(a.shape) != tuple(rgb.shape[:2]):
         raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} but alpha is {a.shape[1]}x{a.shape[0]}; give one of the image's size")
@@ -117,7 +117,7 @@ def estimate_foreground(
     radii = tuple(count(f"radii[{i}]", r, low=1) for i, r in enumerate(radii))  # type: ignore[misc]
     power = number("power", power, low=0.0)  # type: ignore[assignment]
     fg_out = torch.zeros_like(rgb)
-    bg_out = rgb.clone()
+    bg_out = rgb.clone() if return_background else None
     fg_out[a >= 1.0] = rgb[a >= 1.0]
     soft = (a > 0.0) & (a < 1.0)
     box = bounding_box(soft)
@@ -166,7 +166,8 @@ def estimate_foreground(
         rows, cols = slice(iy0 - oy0, iy1 - oy0), slice(ix0 - ox0, ix1 - ox0)
         keep = wanted[iy0:iy1, ix0:ix1][..., None]
         fg_out[iy0:iy1, ix0:ix1] = torch.where(keep, fg[:, rows, cols].permute(1, 2, 0), fg_out[iy0:iy1, ix0:ix1])
-        bg_out[iy0:iy1, ix0:ix1] = torch.where(keep, bg[:, rows, cols].permute(1, 2, 0), bg_out[iy0:iy1, ix0:ix1])
+        if bg_out is not None:
+            bg_out[iy0:iy1, ix0:ix1] = torch.where(keep, bg[:, rows, cols].permute(1, 2, 0), bg_out[iy0:iy1, ix0:ix1])
     if return_background:
         return fg_out, bg_out
     return fg_out

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import count, number
-from ..images import to_mask, to_rgb
+from ..images import to_mask
 from ..interrupt import checkpoint
-from ._filters import band_tiles, box_mean_at, inverse_3x3
+from ._filters import as_rgb, band_tiles, box_mean_at, inverse_3x3
 from .trimap import unknown_of
 
 __all__ = ["guided_filter", "guided_alpha", "DEFAULT_EPS", "TILE"]
@@ -107,7 +107,7 @@ def guided_alpha(
         exactly (0 or 1) and the filtered mask, clamped, in the band. Computing in tiles gives
         the same result as one pass over the whole image (each tile reads ``2 r`` pixels around it).
     """
-    rgb = to_rgb(image, name="image")
+    rgb = as_rgb(image)
     trimap = to_mask(trimap, name="trimap").to(rgb.device)
     coarse = to_mask(mask, name="mask").to(rgb.device)
     _same_size(rgb, trimap, coarse)

@@ -23,9 +23,10 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
-from ..images import to_mask, to_rgb, to_rgb_list
+from ..images import to_mask, to_rgb_list
 from ..interrupt import InterruptCheck, interruptible
 from ..structures import Segments
+from ._filters import as_rgb
 from .closed_form import closed_form_alpha
 from .foreground import estimate_foreground
 from .fuse import fuse_matte, prepare_matte
@@ -126,7 +127,7 @@ def refine(
             differ, or a matte with NaN (each named).
     """
     _check_method(method)
-    rgb = to_rgb(image, name="image")
+    rgb = as_rgb(image)
     size = tuple(rgb.shape[:2])
     options = dict(options or {})
     if _is_segments(mask):

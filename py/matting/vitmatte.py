@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from ..checks import count
 from ..errors import CheckpointError
-from ..images import to_mask, to_rgb
+from ..images import to_mask
 from ..interrupt import checkpoint
-from ._filters import band_tiles
+from ._filters import as_rgb, band_tiles
 from .trimap import unknown_of
 
 __all__ = ["VitMatte", "TILE", "MARGIN", "trimap_channel"]
@@ -155,7 +155,7 @@ class VitMatte:
 
         No tiling and no known-pixel handling (see :meth:`estimate_alpha`); the padding is cropped.
         """
-        rgb = to_rgb(image, name="image")
+        rgb = as_rgb(image)
         tri = to_mask(trimap, name="trimap")
         h, w = rgb.shape[:2]
         x = self.pixel_values(rgb.to(self.device), tri.to(self.device)).to(self.dtype)
@@ -179,7 +179,7 @@ class VitMatte:
         """
         tile = count("tile", tile, low=32)  # type: ignore[assignment]
         margin = count("margin", margin)  # type: ignore[assignment]
-        rgb = to_rgb(image, name="image")
+        rgb = as_rgb(image)
         tri = to_mask(trimap, name="trimap").to(rgb.device)
         if tuple(tri.shape) != tuple(rgb.shape[:2]):
             raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} but the trimap is {tri.shape[1]}x{tri.shape[0]}")
