@@ -10,6 +10,7 @@ from . import editor, runtime
 from .imaging import Composite, CutOut, Overlay
 from .loaders import LoadGroundingDino, LoadSam
 from .masking import MaskFromSegments, SegmentsInfo
+from .matting import LoadMattingModel, RefineMaskEdges
 from .sam3 import LoadSam3, Sam3Segment
 from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
 from .video import GroundedTrack, LoadSam2Video, SelectObjects
@@ -33,6 +34,8 @@ _NODES = (
     ("GroundedInpaintLoadSam2Video", LoadSam2Video, "Load SAM 2.1 Video Model"),
     ("GroundedInpaintGroundedTrack", GroundedTrack, "Grounded Track (text → tracked masks)"),
     ("GroundedInpaintSelectObjects", SelectObjects, "Select Objects (by id or label)"),
+    ("GroundedInpaintRefineMask", RefineMaskEdges, "Refine Mask Edges (matting)"),
+    ("GroundedInpaintLoadMattingModel", LoadMattingModel, "Load Matting Model"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

@@ -16,6 +16,7 @@ SAM_TYPE = "GI_SAM_MODEL"
 DETECTIONS_TYPE = "GI_DETECTIONS"
 SEGMENTS_TYPE = "GI_SEGMENTS"
 SAM3_TYPE = "GI_SAM3_MODEL"
+MATTING_TYPE = "GI_MATTING_MODEL"
 #: Input option that gives a STRING input the points-and-boxes editor (web/js/sam_editor.js); its
 #: value names the kind of prompts it edits ("sam": named objects with a box and clicks each).
 EDITOR_OPTION = "grounded_inpaint_editor"

@@ -59,7 +59,8 @@ class CutOut:
     DESCRIPTION = (
         "Cuts the masked object out of the image: the object's colours, its mask as alpha, and an RGBA image "
         "(SaveImage writes it as a transparent PNG). With crop, every image of the batch is cut to the box around "
-        "all masks, ready for Composite."
+        "all masks, ready for Composite. Given Refine Mask Edges' foreground (and its alpha as mask), the cut-out carries "
+        "the object's clean colours and soft edge."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE")
@@ -76,12 +77,23 @@ class CutOut:
                 "mask": ("MASK", tip("The object (white = object), e.g. from Mask from Segmentation without invert.")),
                 "crop": ("BOOLEAN", tip("Cut to the box around the mask.", default=True)),
                 "padding": ("INT", tip("Pixels of margin around the crop.", default=0, min=0, max=4096)),
-            }
+            },
+            "optional": {
+                "foreground": ("IMAGE", tip("The object's clean colours from Refine Mask Edges (its foreground output): used "
+                                            "instead of the image's colours, so the cut-out has no halo. Use its alpha as mask.")),
+            },
         }
 
-    def cut(self, image, mask, crop, padding):
+    def cut(self, image, mask, crop, padding, foreground=None):
         images = as_image_batch(image).cpu()
         masks = as_mask_batch(mask).cpu()
+        if foreground is not None:
+            colours = as_image_batch(foreground, "foreground").cpu()
+            if tuple(colours.shape[1:3]) != tuple(images.shape[1:3]):
+                raise ValueError(f"foreground is {colours.shape[2]}x{colours.shape[1]} but the image is "
+                                 f"{images.shape[2]}x{images.shape[1]}; connect Refine Mask Edges' foreground of the same images")
+            batch_size_for(image=images.shape[0], foreground=colours.shape[0])
+            images = colours if colours.shape[0] >= images.shape[0] else colours.expand(images.shape[0], -1, -1, -1)
         n = batch_size_for(image=images.shape[0], mask=masks.shape[0])
         if tuple(masks.shape[1:]) != tuple(images.shape[1:3]):
             raise ValueError(f"the mask is {masks.shape[2]}x{masks.shape[1]} but the image is {images.shape[2]}x{images.shape[1]}")
@@ -110,7 +122,8 @@ class Composite:
         return {
             "required": {
                 "background": ("IMAGE", tip("The picture to place the object on.")),
-                "object": ("IMAGE", tip("The picture holding the object (for example Cut Out's image, or the original photo).")),
+                "object": ("IMAGE", tip("The picture holding the object (for example Cut Out's image, the original photo, or "
+                                        "Refine Mask Edges' foreground with its alpha as object_mask).")),
                 "x": ("INT", tip("Horizontal position of the anchor point on the background, in pixels.", default=0, min=-16384, max=16384)),
                 "y": ("INT", tip("Vertical position of the anchor point on the background, in pixels.", default=0, min=-16384, max=16384)),
                 "scale": ("FLOAT", tip("Resize the object by this factor.", default=1.0, min=0.01, max=16.0, step=0.01)),

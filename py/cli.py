@@ -5,7 +5,9 @@ For every image it writes ``DIR/<image name>/``:
 * ``mask.png``: the inpainting mask (white = area to repaint);
 * ``overlay.png``: the image with each instance coloured, boxed and labelled: the selected ones when
   ``--select`` / ``--top-k`` / ``--labels`` / ``--min-score`` choose some, otherwise all found;
-* ``cutout.png``: the selected objects as RGBA (alpha = object mask);
+* ``cutout.png``: the selected objects as RGBA (alpha = object mask; with ``--refine`` the soft
+  alpha and the object's own colours at its edge);
+* ``alpha.png`` (with ``--refine``): the refined soft alpha as 16-bit grayscale;
 * ``detections.json``: prompt, every setting used, the image size (``image_size`` is
   ``[height, width]``; ``image_height`` / ``image_width`` say it again), and per instance its
   label, score, SAM quality, box (XYXY pixels) and area; ``selected`` lists the instances used.
@@ -62,6 +64,7 @@ _MASK_SETTINGS = (
     "detector", "segmenter", "models", "device", "precision", "box_threshold", "text_threshold", "max_detections",
     "nms_iou", "multimask", "select", "top_k", "labels", "min_score", "invert", "grow", "fill_holes", "min_area",
     "feather", "threshold", "opacity", "no_download",
+    "refine", "matting_model", "band_inside", "band_outside", "matte", "no_decontaminate", "no_sam_uncertainty",
 )
 
 
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--feather", type=number_arg(low=0.0), default=0.0, help="soften the mask edge over N pixels")
     m.add_argument("--threshold", type=fraction_arg, default=0.5, help="binarise the object mask at this value (0..1)")
     m.add_argument("--opacity", type=fraction_arg, default=0.5, help="overlay fill opacity, 0..1 (default 0.5)")
+    from .matting.command import add_refine_arguments
+
+    add_refine_arguments(m)
 
     ls = sub.add_parser("models", help="list local and downloadable models")
     add_logging_options(ls, top_level=False)
@@ -146,22 +152,27 @@ def run_mask(args: argparse.Namespace) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise CliError(f"image file(s) not found: {', '.join(missing)}")
+    from .matting.command import check_mattes, load_matting, matting_problems
+
+    mattes = check_mattes(args, paths, CliError)
     prepare_output_folder(args.out)
     device = pick_device(args.device)
     dtype = pick_dtype(args.precision, device)
     log.info("device %s, precision %s, models folder %s", device, str(dtype).replace("torch.", ""), args.models)
-    (detector, detector_path), (predictor, segmenter_path) = load_models(args, device, dtype)
+    (detector, detector_path), (predictor, segmenter_path) = load_models(args, device, dtype, also=matting_problems(args))
+    matting = load_matting(args, device)
     selecting = indices is not None or labels is not None or bool(args.top_k) or args.min_score > 0
 
     out_dirs = _output_dirs(paths, args.out)
     summary = []
     with progress_bar(len(paths), "segmenting", args.quiet) as bar:
-        for path, folder in zip(paths, out_dirs):
+        for path, folder, matte_file in zip(paths, out_dirs, mattes):
             image = load_image(path)
             segments, selected = find_instances(args, image, args.prompt, detector, predictor)
             prepare_output_folder(folder)
             write_mask_outputs(args, path, image, segments, selected, folder, setting_names=_MASK_SETTINGS,
-                               model_paths=(detector_path, segmenter_path), device=device, dtype=dtype)
+                               model_paths=(detector_path, segmenter_path), device=device, dtype=dtype,
+                               matting=matting, matte_file=matte_file)
             summary.append((path.name, len(segments), len(selected), folder))
             bar.update(1)
     for name, found, used, folder in summary:

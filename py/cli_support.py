@@ -298,17 +298,23 @@ def write_mask_outputs(
     model_paths: tuple[Path, Path],
     device: Any,
     dtype: Any,
+    matting: Any = None,
+    matte_file: Path | None = None,
 ) -> list[Path]:
     """Write what the ``mask`` command writes for one image into ``folder`` (which must exist).
 
     ``mask.png`` (the inpainting mask after the mask options of ``args``: ``threshold``,
     ``fill_holes``, ``min_area``, ``grow``, ``invert``, ``feather``), ``overlay.png`` (the selected
     instances when a selection option is given, otherwise all found, at ``opacity``), ``cutout.png``
-    (the selected objects as RGBA) and ``detections.json`` (:func:`detections_record`). Each file is
-    written to a temporary name and moved into place.
+    (the selected objects as RGBA) and ``detections.json`` (:func:`detections_record`). With
+    ``--refine`` (``args.refine`` other than ``"none"``; ``matting`` is the ViTMatte model for
+    ``vitmatte``, ``matte_file`` the image's ``--matte``) the cut-out carries the refined soft alpha
+    and the object's own colours at its edge, and ``alpha.png`` (16-bit) is written after
+    ``cutout.png``. Each file is written to a temporary name and moved into place.
 
     Returns:
-        The paths written, in the order of :data:`MASK_OUTPUT_FILES`.
+        The paths written, in the order of :data:`MASK_OUTPUT_FILES` (``alpha.png`` before
+        ``detections.json`` when refining).
     """
     from .images import save_image, save_mask
     from .masks import make_inpaint_mask
@@ -323,8 +329,17 @@ def write_mask_outputs(
     written = [save_mask(mask, folder / "mask.png")]
     # the overlay shows what the mask is made of: the selected instances (all of them without a selection)
     written.append(save_image(draw_segments(image, chosen if selecting else segments, opacity=args.opacity), folder / "overlay.png"))
-    rgba, _ = cutout(image, objects)
-    written.append(save_image(rgba, folder / "cutout.png"))
+    if getattr(args, "refine", "none") == "none":
+        rgba, _ = cutout(image, objects)
+        written.append(save_image(rgba, folder / "cutout.png"))
+    else:  # the soft alpha (16-bit) and the object's own colours at its edge
+        from .matting.command import refine_selected
+
+        clean = make_inpaint_mask(chosen, image_size=segments.image_size, threshold=args.threshold,
+                                  fill_holes=args.fill_holes, min_area=args.min_area)
+        matte = refine_selected(args, image, chosen, clean, matting, matte_file)
+        written.append(save_image(matte.rgba(), folder / "cutout.png"))
+        written.append(save_mask(matte.alpha, folder / "alpha.png", bits=16))
     record = detections_record(args, image_path, args.prompt, segments, selected, setting_names, model_paths, device, dtype,
                                overlay_shows="selected" if selecting else "all")
     written.append(write_json(folder / "detections.json", record))

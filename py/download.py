@@ -148,12 +148,14 @@ def download_hf_folder(
     progress: Progress | None = None,
     show_progress: bool = True,
     gated: bool = False,
+    revision: str | None = None,
 ) -> Path:
     """Download ``files`` of the Hugging Face repo ``repo_id`` into the folder ``dest`` atomically.
 
     The files go into a hidden sibling folder first; ``dest`` appears only when all of them are
     there. ``sha256`` (if given) is checked against ``model.safetensors``. ``gated`` repositories get
-    a failure message that says how to accept the licence and log in.
+    a failure message that says how to accept the licence and log in. ``revision``: a branch, tag
+    or ``refs/pr/N`` (default ``main``).
 
     Raises:
         ModelNotFoundError: offline, repository or file missing, or any transfer error.
@@ -181,7 +183,7 @@ def download_hf_folder(
 
         for index, name in enumerate(files):
             try:
-                hf_hub_download(repo_id, name, local_dir=tmp, tqdm_class=tqdm_class)
+                hf_hub_download(repo_id, name, local_dir=tmp, tqdm_class=tqdm_class, revision=revision)
             except Exception as exc:  # network, HTTP, offline mode, missing file: all end the same way
                 reason = f"{name}: {_first_line(exc)}"
                 if gated:
@@ -223,7 +225,7 @@ def download_known_model(
         log.info("downloading %s (%d MB) from %s into %s", model.name, model.size_mb, model.source, target)
         return download_hf_folder(
             model.repo_id or "", model.files, target, sha256=model.sha256, progress=progress,
-            show_progress=show_progress, gated=model.gated,
+            show_progress=show_progress, gated=model.gated, revision=model.revision,
         )
     if target.is_file():
         return target

@@ -496,14 +496,17 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     return _write_atomically(Image.fromarray(_to_uint8(image)), Path(path))  # mode follows the channel count
 
 
-def save_mask(mask: torch.Tensor, path: str | Path) -> Path:
-    """Write an ``[H, W]`` float ``0..1`` mask as an 8-bit grayscale image (1.0 → white).
+def save_mask(mask: torch.Tensor, path: str | Path, *, bits: int = 8) -> Path:
+    """Write an ``[H, W]`` float ``0..1`` mask as a grayscale image (1.0 → white).
 
     Written like :func:`save_image` (format by extension, temporary file moved into place).
+    ``bits=16`` writes 16-bit grayscale (PNG or TIFF): 65536 levels, for soft alpha mattes whose
+    fine steps 8 bits would band.
 
     Raises:
-        ValueError: a wrong shape or unknown extension. ImageWriteError: the folder cannot be
-            created or written.
+        ValueError: a wrong shape, an unknown extension, ``bits`` other than 8 or 16, or 16 bits
+            in a format that cannot hold them. ImageWriteError: the folder cannot be created or
+            written.
     """
     from PIL import Image
 
@@ -511,6 +514,13 @@ def save_mask(mask: torch.Tensor, path: str | Path) -> Path:
         raise TypeError(f"save_mask expects a torch tensor [H, W]; got {type(mask).__name__}")
     if mask.ndim != 2 or 0 in mask.shape:
         raise ValueError(f"save_mask expects [H, W] with H, W > 0; got {tuple(mask.shape)}")
+    if bits == 16:
+        if Path(path).suffix.lower() not in (".png", ".tif", ".tiff"):
+            raise ValueError(f"cannot save {path} with 16 bits: use .png or .tif")
+        data = torch.nan_to_num(mask.detach().float(), nan=0.0).clamp(0, 1).cpu().numpy()
+        return _write_atomically(Image.fromarray((data * 65535.0 + 0.5).astype(np.uint16)), Path(path))  # mode "I;16"
+    if bits != 8:
+        raise ValueError(f"bits must be 8 or 16; got {bits!r}")
     return _write_atomically(Image.fromarray(_to_uint8(mask)), Path(path))  # 2-D uint8 -> mode "L"
 
 

@@ -692,6 +692,9 @@ def add_inpaint_arguments(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--feather", type=number_arg(low=0.0), default=0.0, help="blend the repainted edge over N pixels")
     d.add_argument("--threshold", type=fraction_arg, default=0.5, help="binarise the object masks at this value (0..1)")
     d.add_argument("--opacity", type=fraction_arg, default=0.5, help="overlay fill opacity, 0..1 (default 0.5)")
+    from .matting.command import add_refine_arguments
+
+    add_refine_arguments(p)
     return p
 
 
@@ -751,6 +754,7 @@ _DETECT_SETTINGS = (
     "detector", "segmenter", "models", "device", "precision", "box_threshold", "text_threshold", "max_detections",
     "nms_iou", "multimask", "select", "top_k", "labels", "min_score", "grow", "fill_holes", "min_area", "feather",
     "threshold", "opacity", "no_download",
+    "refine", "matting_model", "band_inside", "band_outside", "matte", "no_decontaminate", "no_sam_uncertainty",
 )
 
 
@@ -821,8 +825,17 @@ def write_inpaint_outputs(
     device: torch.device,
     dtype: torch.dtype,
     models: tuple[Any, Any],
+    matting: Any = None,
+    matte_file: Path | None = None,
 ) -> list[Path]:
     """Inpaint one image and write what the ``inpaint`` command writes into ``folder`` (which must exist).
+
+    With ``--refine`` (``args.refine`` other than ``"none"``) the selected objects' edges are
+    refined first (:func:`grounded_inpaint.matting.command.refine_selected`, with the ViTMatte
+    ``matting`` model for ``vitmatte`` and the image's ``--matte`` file): ``--keep`` repaints
+    everything that is not surely the product (its soft band included) and pastes the product
+    back with its soft alpha and clean colours, ``--replace`` repaints the refined fringe too;
+    ``alpha.png`` (16-bit) is written as well.
 
     Arguments:
         args: the ``inpaint`` command's options (``detect``, ``prompt``, ``mode``, the SD and mask options).
@@ -841,14 +854,24 @@ def write_inpaint_outputs(
     from .overlay import draw_segments
 
     chosen, repaint, objects = masks
+    matte = None
+    if getattr(args, "refine", "none") != "none":
+        from .matting.command import refine_selected
+
+        matte = refine_selected(args, image, chosen, objects, matting, matte_file)
+        repaint = (matte.alpha < 1).float() if args.mode == "keep" else torch.maximum(repaint, (matte.alpha > 0).float())
     work = working_size(*segments.image_size, long_side=args.size, multiple=_pipeline_multiple(pipe))
     result = inpaint_image(
         pipe, image, repaint, args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
         guidance=args.guidance, strength=args.strength, seed=seed, size=args.size,
-        keep_mask=objects if args.mode == "keep" else None,
+        keep_mask=objects if args.mode == "keep" and matte is None else None,
     )
+    if matte is not None and args.mode == "keep":  # exact where alpha is 1 (the foreground is the photo there)
+        result = paste_back(result, matte.foreground, matte.alpha)
     written = [save_image(result, folder / "result.png"), save_mask(repaint, folder / "mask.png"),
                save_image(draw_segments(image, chosen, opacity=args.opacity), folder / "overlay.png")]
+    if matte is not None:
+        written.append(save_mask(matte.alpha, folder / "alpha.png", bits=16))
     record = _record(args, segments, selected, pipe, seed, work, device, dtype, models, image_path)
     written.append(write_json(folder / "detections.json", record))
     return written
@@ -887,7 +910,12 @@ def _run(args: argparse.Namespace) -> int:
     _quiet_diffusers(verbose, quiet)
     device = pick_device(args.device)
     dtype = pick_dtype(args.precision, device)
-    found = load_models(args, device, dtype, also=[problem] if problem else [])  # every missing model in one error
+    from .matting.command import check_mattes, load_matting, matting_problems
+
+    (matte_file,) = check_mattes(args, [args.image], CliError)
+    problems = ([problem] if problem else []) + matting_problems(args)
+    found = load_models(args, device, dtype, also=problems)  # every missing model in one error
+    matting = load_matting(args, device)
 
     image = load_image(args.image)
     segments, selected = _find_objects(args, image, found)
@@ -901,7 +929,7 @@ def _run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     prepare_output_folder(args.out)
     write_inpaint_outputs(args, args.image, image, segments, selected, masks, pipe, seed, args.out, device=device,
-                          dtype=dtype, models=found)
+                          dtype=dtype, models=found, matting=matting, matte_file=matte_file)
     log.info("%s: %d instance(s) %s, seed %d -> %s", args.image.name, len(selected),
              "kept" if args.mode == "keep" else "repainted", seed, args.out)
     return 0

@@ -457,7 +457,7 @@ def preview_masks(
     instances = []
     encoding = 0.0
     if plans:
-        masks, quality, boxes = decode_plan_masks(view, plans, multimask=request.multimask)
+        masks, quality, boxes, _ = decode_plan_masks(view, plans, multimask=request.multimask)
         decoded = time.perf_counter()
         for i, plan in enumerate(plans):
             instances.append({**_plan_json(plan), "box": [round(float(v), 2) for v in boxes[i]],

@@ -40,6 +40,8 @@ __all__ = [
     "cache_info",
     "parse_dtype",
     "model_display_name",
+    "load_matting_model",
+    "DEFAULT_MATTING_MODEL",
 ]
 
 log = logging.getLogger(__name__)
@@ -399,7 +401,44 @@ def load_sam3(
     return _cached("sam3", key, lambda: Sam3Segmenter.from_pretrained(path, device=device, dtype=torch_dtype), cache)
 
 
+#: The ViTMatte model the matting loader uses when none is named.
+DEFAULT_MATTING_MODEL = "vitmatte-small-composition-1k"
+
+
+def load_matting_model(
+    name: str | Path = DEFAULT_MATTING_MODEL,
+    models_dir: str | Path | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | str | None = None,
+    download: bool = True,
+    progress: Progress | None = None,
+    cache: bool = True,
+):
+    """Load (or reuse) a ViTMatte matting model from a transformers folder in ``models/vitmatte``.
+
+    See :func:`resolve_model` for how ``name`` is found (``vitmatte-small-composition-1k`` and
+    ``vitmatte-base-composition-1k`` download on first use); ``cache`` as in :func:`load_detector`.
+
+    Returns:
+        :class:`grounded_inpaint.matting.vitmatte.VitMatte`.
+
+    Raises:
+        ModelNotFoundError: the name is unknown, or missing and not downloadable (offline: the
+            message names the files and the folder).
+        CheckpointError: a single file, another model's folder, a folder without
+            ``model.safetensors``, or weights that do not load (the message says which).
+    """
+    from .matting.vitmatte import VitMatte
+
+    path = resolve_model(name, "vitmatte", models_dir, download=download, progress=progress)
+    torch_dtype = parse_dtype(dtype)
+    key = (str(path.resolve()), str(torch.device(device)), str(torch_dtype))
+    return _cached("vitmatte", key, lambda: VitMatte.from_pretrained(path, device=device, dtype=torch_dtype), cache)
+
+
 _SWIN_SIZES = {96: "Swin-T", 128: "Swin-B", 192: "Swin-L"}
+_VITMATTE_SIZES = {384: "ViTMatte-S", 768: "ViTMatte-B"}
 _SAM_SIZES = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H"}
 _HIERA_SIZES = {(96, (1, 2, 7, 2)): "Hiera-T", (96, (1, 2, 11, 2)): "Hiera-S", (112, (2, 3, 16, 3)): "Hiera-B+",
                 (144, (2, 6, 36, 4)): "Hiera-L"}
@@ -411,7 +450,8 @@ def model_display_name(engine: object) -> str:
     ``"(custom)"``, e.g. ``"SAM (custom ViT, width 16)"``.
 
     Arguments:
-        engine: a detector, SAM predictor or SAM 3 segmenter of this package (its ``model`` is read).
+        engine: a detector, SAM predictor, SAM 3 segmenter or matting model of this package (its
+            ``model`` is read).
     """
     model = getattr(engine, "model", engine)
     config = getattr(model, "config", None)
@@ -433,6 +473,9 @@ def model_display_name(engine: object) -> str:
         return f"SAM 2.1{video} {_HIERA_SIZES.get((width, stages), f'(custom Hiera, width {width})')}"
     if kind == "Sam3Model":
         return "SAM 3"
+    if kind == "VitMatteForImageMatting":
+        width = int(getattr(config.backbone_config, "hidden_size", 0) or 0)
+        return _VITMATTE_SIZES.get(width, f"ViTMatte (custom ViT, width {width})")
     image_encoder = getattr(model, "image_encoder", None)
     if image_encoder is not None and hasattr(image_encoder, "patch_embed"):  # Meta's segment_anything Sam
         width = int(image_encoder.patch_embed.proj.out_channels)

@@ -26,6 +26,7 @@ __all__ = [
     "models_markdown_table",
     "SAM2_FOLDER",
     "SAM3_FOLDER",
+    "VITMATTE_FOLDER",
 ]
 
 DETECTOR_FOLDER = "grounding-dino"
@@ -33,16 +34,19 @@ SAM_FOLDER = "sams"
 #: Where other packs (kijai's ComfyUI-segment-anything-2, LayerStyle) keep SAM 2 / 2.1 files.
 SAM2_FOLDER = "sam2"
 SAM3_FOLDER = "sam3"
+#: Where LayerStyle and other packs keep ViTMatte folders (``models/vitmatte/<name>``).
+VITMATTE_FOLDER = "vitmatte"
 
 #: ``grounding-dino``: text → boxes detectors; ``sam``: box/point → mask segmenters (SAM, SAM-HQ,
-#: SAM 2.1); ``sam3``: text → instance masks.
-Family = Literal["grounding-dino", "sam", "sam3"]
+#: SAM 2.1); ``sam3``: text → instance masks; ``vitmatte``: trimap → alpha matting models.
+Family = Literal["grounding-dino", "sam", "sam3", "vitmatte"]
 
 #: The model sub-folders searched for each family, in order; the first is the family's main folder.
 FAMILY_FOLDERS: dict[str, tuple[str, ...]] = {
     "grounding-dino": (DETECTOR_FOLDER,),
     "sam": (SAM_FOLDER, SAM2_FOLDER),
     "sam3": (SAM3_FOLDER,),
+    "vitmatte": (VITMATTE_FOLDER,),
 }
 
 _HF_GDINO_FILES = (
@@ -78,6 +82,9 @@ class KnownModel:
         size_mb: approximate download size.
         license: the weights' licence.
         gated: the hub repository asks users to accept a licence and log in before downloading.
+        revision: the hub revision the files are fetched from (``None``: ``main``), e.g. the
+            ``refs/pr/N`` that holds a repository's safetensors conversion when ``main`` has only
+            a pickle.
     """
 
     name: str
@@ -92,6 +99,7 @@ class KnownModel:
     url: str | None = None
     sha256: str | None = None
     gated: bool = False
+    revision: str | None = None
 
     @property
     def size_text(self) -> str:
@@ -104,8 +112,14 @@ class KnownModel:
 
     @property
     def source(self) -> str:
-        """Where a person can get it by hand."""
-        return f"https://huggingface.co/{self.repo_id}" if self.repo_id else str(self.url)
+        """Where a person can get it by hand (a hub revision other than ``main`` is part of the address)."""
+        if not self.repo_id:
+            return str(self.url)
+        if self.revision:
+            from urllib.parse import quote
+
+            return f"https://huggingface.co/{self.repo_id}/tree/{quote(self.revision, safe='')}"
+        return f"https://huggingface.co/{self.repo_id}"
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
@@ -242,6 +256,17 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
         # what the loader reads: weights, the CLIP tokenizer and the processor settings
         files=("config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json"),
     ),
+    # --- ViTMatte (matting: trimap → alpha) ---
+    KnownModel(
+        "vitmatte-small-composition-1k", "vitmatte", VITMATTE_FOLDER, "transformers", 103, "Apache-2.0", arch="vitmatte",
+        repo_id="hustvl/vitmatte-small-composition-1k", files=_HF_SAM_FILES,
+    ),
+    # main holds only a pickle (pytorch_model.bin); Hugging Face's safetensors conversion of the same
+    # weights waits in pull request 3, and only safetensors are read.
+    KnownModel(
+        "vitmatte-base-composition-1k", "vitmatte", VITMATTE_FOLDER, "transformers", 387, "Apache-2.0", arch="vitmatte",
+        repo_id="hustvl/vitmatte-base-composition-1k", files=_HF_SAM_FILES, revision="refs/pr/3",
+    ),
 )
 
 
@@ -253,7 +278,11 @@ def known_models(family: Family | None = None) -> list[KnownModel]:
 def download_urls(model: KnownModel) -> list[tuple[str, str]]:
     """``(location, url)`` of every file of ``model``; location is relative to the models folder."""
     if model.is_folder:
-        return [(f"/{model.folder}/{model.name}/{f}", f"https://huggingface.co/{model.repo_id}/resolve/main/{f}") for f in model.files]
+        from urllib.parse import quote
+
+        revision = quote(model.revision or "main", safe="")
+        return [(f"/{model.folder}/{model.name}/{f}", f"https://huggingface.co/{model.repo_id}/resolve/{revision}/{f}")
+                for f in model.files]
     return [(f"/{model.folder}/{model.name}", str(model.url))]
 
 
@@ -280,6 +309,7 @@ _ARCH_NAMES = {
     "sam-hq": "SAM-HQ",
     "sam2": "SAM 2.1",
     "sam3": "SAM 3",
+    "vitmatte": "ViTMatte",
 }
 
 

@@ -279,8 +279,9 @@ def decode_plans(
         return Segments.empty(size)
     if predictor.mask_output_size not in (None, tuple(size)):
         raise ValueError("decode_plans gives full-size masks; use decode_plan_masks with a mask_output_size")
-    masks, quality, boxes = decode_plan_masks(predictor, plans, multimask=multimask, interrupt=interrupt)
-    return Segments(masks, boxes, torch.tensor([p.score for p in plans]), quality, [p.label for p in plans], size)
+    masks, quality, boxes, logits = decode_plan_masks(predictor, plans, multimask=multimask, interrupt=interrupt)
+    return Segments(masks, boxes, torch.tensor([p.score for p in plans]), quality, [p.label for p in plans], size,
+                    logits=logits)
 
 
 def decode_plan_masks(
@@ -289,14 +290,16 @@ def decode_plan_masks(
     *,
     multimask: Multimask = "auto",
     interrupt: InterruptCheck | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Decode ``plans`` on the image set in ``predictor``, in order.
 
     Returns:
         ``masks`` ``[N, h, w]`` bool at the predictor's mask size (the original size, or its
         ``mask_output_size``), ``quality`` ``[N]`` SAM's predicted IoU, and ``boxes`` ``[N, 4]`` XYXY in
         pixels of the original image (the prompt's box; for click and mask prompts the box around
-        the mask found, zeros when it is empty).
+        the mask found, zeros when it is empty), and ``logits`` ``[N, h', w']`` float32, SAM's mask
+        logits over the whole image at its low resolution (see :attr:`Segments.logits`; ``None``
+        only when there is no plan).
     """
     if multimask not in ("auto", "best", "single"):
         raise ValueError(f"multimask must be 'auto', 'best' or 'single'; got {multimask!r}")
@@ -318,6 +321,7 @@ def decode_plan_masks(
     quality = torch.zeros(n)
     out_boxes = torch.zeros(n, 4)
     to_original = torch.tensor([w / mw, h / mh, w / mw, h / mh])
+    logits: torch.Tensor | None = None
     for (with_box, single, with_mask), idx in groups.items():
         kwargs: dict[str, Any] = {"multimask": "single" if single else "best"}
         if with_box:
@@ -334,6 +338,10 @@ def decode_plan_masks(
         if with_mask:
             kwargs["mask_input"] = torch.stack([predictor.mask_to_logits(plans[i].mask) for i in idx])  # type: ignore[arg-type]
         pred = predictor.predict(**kwargs, interrupt=interrupt)
+        group_logits = predictor.image_logits(pred.low_res_logits[:, 0]).cpu()
+        if logits is None:
+            logits = torch.zeros(n, *group_logits.shape[1:])
+        logits[idx] = group_logits
         for row, i in enumerate(idx):
             masks[i] = pred.masks[row, 0].cpu()
             quality[i] = pred.iou[row, 0].cpu()
@@ -342,7 +350,7 @@ def decode_plan_masks(
             else:
                 found = mask_bbox(masks[i])
                 out_boxes[i] = found * to_original if found is not None else torch.zeros(4)
-    return masks, quality, out_boxes
+    return masks, quality, out_boxes, logits
 
 
 def segment(

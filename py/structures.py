@@ -40,6 +40,15 @@ def _as_scores(scores: Any, name: str) -> torch.Tensor:
     return scores
 
 
+def _as_logits(logits: Any, n: int) -> torch.Tensor:
+    logits = torch.as_tensor(logits).float()
+    if logits.ndim != 3 or logits.shape[0] != n or 0 in logits.shape[1:]:
+        raise ValueError(f"Segments.logits must be [N, h, w] with N = {n} masks; got {tuple(logits.shape)}")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("Segments.logits must be finite numbers (mask logits); found NaN or infinity")
+    return logits
+
+
 def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
     if len(image_size) != 2:
         raise ValueError(f"image_size must be (height, width); got {image_size!r}")
@@ -134,6 +143,11 @@ class Segments:
         image_size: ``(height, width)``; equals ``masks.shape[1:]``.
         ids: ``[N]`` int64 object ids that stay the same for one object through a video clip
             (:mod:`grounded_inpaint.video`), or ``None`` for single images (the default).
+        logits: optional ``[N, h, w]`` float32: the segmenter's mask logits over the whole image
+            at its own low resolution (SAM: the long side is at most 256), ``None`` when the
+            segmenter gives none. Upsampled bilinearly to ``image_size`` and thresholded at 0 they
+            give about ``masks``; values near 0 mark where the segmenter was unsure (the matting
+            stage widens its band there).
     """
 
     masks: torch.Tensor
@@ -143,6 +157,7 @@ class Segments:
     labels: list[str]
     image_size: tuple[int, int] = field(default=(0, 0))
     ids: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3:
@@ -173,6 +188,8 @@ class Segments:
             self.ids = ids.to(torch.int64).reshape(-1).cpu()
             if self.ids.shape[0] != n:
                 raise ValueError(f"Segments need one object id per mask: {n} masks, {self.ids.shape[0]} ids")
+        if self.logits is not None:
+            self.logits = _as_logits(self.logits, n)
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -200,7 +217,8 @@ class Segments:
             self.quality[idx],
             [self.labels[int(i)] for i in idx],
             self.image_size,
-            None if self.ids is None else self.ids[idx.cpu()],
+            ids=None if self.ids is None else self.ids[idx.cpu()],
+            logits=self.logits[idx.to(self.logits.device)] if self.logits is not None else None,
         )
 
     def union(self) -> torch.Tensor:
@@ -211,7 +229,8 @@ class Segments:
 
     def to(self, device: torch.device | str) -> "Segments":
         return Segments(
-            self.masks.to(device), self.boxes, self.scores, self.quality, list(self.labels), self.image_size, self.ids
+            self.masks.to(device), self.boxes, self.scores, self.quality, list(self.labels), self.image_size,
+            ids=self.ids, logits=self.logits.to(device) if self.logits is not None else None,
         )
 
     def detections(self) -> Detections:

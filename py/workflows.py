@@ -96,6 +96,8 @@ CORE_NODES: dict[str, NodeSpec] = {
     "InvertMask": _spec([("mask", "MASK")], ["MASK"]),
     "MaskComposite": _spec([("destination", "MASK"), ("source", "MASK"), ("x", "INT"), ("y", "INT"), ("operation", "COMBO")], ["MASK"]),
     "MaskToImage": _spec([("mask", "MASK")], ["IMAGE"]),
+    "ImageToMask": _spec([("image", "IMAGE"), ("channel", "COMBO")], ["MASK"]),
+    "ThresholdMask": _spec([("mask", "MASK"), ("value", "FLOAT")], ["MASK"]),
 }
 
 

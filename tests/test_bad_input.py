@@ -149,6 +149,33 @@ TABLE = [
 ]
 
 
+def _nan_matte() -> torch.Tensor:
+    matte = torch.rand(1, 24, 32)
+    matte[0, 3, 4] = NAN
+    return matte
+
+
+def _refine(key):
+    from grounded_inpaint.matting import refine
+
+    return lambda v, fx: refine(torch.rand(24, 32, 3), _segments().union(), **{key: v})
+
+
+MATTING_TABLE = [
+    Row("inner", -1, _refine("inner"), ("mask", "--band-inside"), None),
+    Row("outer", NAN, _refine("outer"), ("inpaint", "--band-outside"), None),
+    Row("band_inside", -2, None, None, ("GroundedInpaintRefineMask", "band_inside")),
+    Row("band_outside", NAN, None, None, ("GroundedInpaintRefineMask", "band_outside")),
+    Row("logit_margin", -1.0, _refine("logit_margin")),
+    Row("matte", _nan_matte(), _refine("matte"), None, ("GroundedInpaintRefineMask", "matte")),
+    Row("eps", 0.0, lambda v, fx: __import__("grounded_inpaint.matting.guided", fromlist=["x"]).guided_alpha(
+        torch.rand(24, 32, 3), torch.full((24, 32), 0.5), torch.ones(24, 32), eps=v)),
+    Row("radii[0]", 0, lambda v, fx: __import__("grounded_inpaint.matting", fromlist=["x"]).estimate_foreground(
+        torch.rand(24, 32, 3), torch.rand(24, 32), radii=(v,))),
+]
+TABLE += MATTING_TABLE
+
+
 def _skip():
     pytest.skip("SAM 3 needs transformers 5")
 
@@ -168,7 +195,11 @@ def _named(message: str, name: str) -> bool:
     return name in message and ("must" in message or "outside" in message)
 
 
-@pytest.mark.parametrize("row", [r for r in TABLE if r.library], ids=str)
+def _row_id(row: Row) -> str:
+    return f"{row.name}=nan-tensor" if torch.is_tensor(row.value) else str(row)
+
+
+@pytest.mark.parametrize("row", [r for r in TABLE if r.library], ids=_row_id)
 def test_library_names_the_parameter(row, fixtures):
     with pytest.raises(ValueError) as err:
         row.library(row.value, fixtures)
@@ -179,7 +210,7 @@ def _cli_value(value: Any) -> str:
     return "nan" if isinstance(value, float) and math.isnan(value) else str(value)
 
 
-@pytest.mark.parametrize("row", [r for r in TABLE if r.cli], ids=str)
+@pytest.mark.parametrize("row", [r for r in TABLE if r.cli], ids=_row_id)
 def test_cli_exits_2_naming_the_option(row, models_dir, tmp_path, capsys):
     from PIL import Image
 
@@ -227,12 +258,15 @@ def _node_inputs(pack, comfy, models_dir, node_id: str) -> dict:  # noqa: F811
         (video,) = call(pack, "GroundedInpaintLoadSam2Video", model_name=paths["sam2_video_hf"].name, device="auto", precision="auto")
         return dict(images=torch.rand(2, 16, 16, 3), detector=det, video_model=video, prompt="cat", detect_every=10,
                     max_objects=2, box_threshold=0.3, text_threshold=0.25)
+    if node_id == "GroundedInpaintRefineMask":
+        return dict(image=torch.rand(1, 24, 32, 3), method="guided", band_inside=-1, band_outside=-1, decontaminate=True,
+                    mask=_segments().union()[None])
     if node_id == "GroundedInpaintComposite":
         return dict(background=torch.rand(1, 24, 32, 3), object=torch.rand(1, 8, 8, 3), x=0, y=0, scale=1.0, anchor="top-left", feather=0.0)
     raise AssertionError(node_id)
 
 
-@pytest.mark.parametrize("row", [r for r in TABLE if r.node], ids=str)
+@pytest.mark.parametrize("row", [r for r in TABLE if r.node], ids=_row_id)
 def test_node_names_the_input(row, pack, comfy, models_dir):  # noqa: F811
     node_id, name = row.node
     inputs = _node_inputs(pack, comfy, models_dir, node_id)

@@ -531,3 +531,26 @@ def test_sigkill_halfway_then_rerun_finishes_every_image_once(models_dir, tmp_pa
         assert sorted(p.name for p in Path(row["output"]).iterdir()) == MASK_FILES
         Image.open(Path(row["output"]) / "mask.png").load()  # complete files
     assert _leftovers(out) == [] and not (out / "batch-run.jsonl.partial").exists()
+
+
+def test_refined_edges_are_those_of_the_mask_command_and_a_setting(catalogue, models_dir, tmp_path):
+    """``--refine`` reaches batch through mask's own options: the same soft alpha and RGBA cut-out as
+    ``mask --refine``, and a different refinement is a different result (not skipped as complete)."""
+    root, good = catalogue
+    options = ["--box-threshold", "0.2", "--top-k", "1", "--refine", "guided"]
+    assert main(["-q", "mask", str(good[0]), "--prompt", "cup", "--out", str(tmp_path / "mask"), *_model_args(models_dir), *options]) == 0
+    assert main(["-q", "batch", str(good[0]), "--prompt", "cup", "--out", str(tmp_path / "batch"), *_model_args(models_dir), *options]) == 0
+    single, batch = tmp_path / "mask" / good[0].stem, tmp_path / "batch" / good[0].stem
+    a, b = (np.asarray(Image.open(folder / "alpha.png")).astype(np.float64) / 65535 for folder in (single, batch))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1e-3  # float32 maths saved as 16 bits
+    assert np.asarray(Image.open(batch / "cutout.png")).shape[-1] == 4
+    record = read_record(batch)
+    assert "alpha.png" in record["files"] and record["settings"]["refine"] == "guided"
+
+    again = run_batch([good[0]], tmp_path / "batch", {"prompt": "cup", "box_threshold": 0.2, "top_k": 1, "refine": "closed_form",
+                                                      **_models(models_dir)}, progress=False)
+    assert again.processed == 1 and again.skipped == 0
+    assert read_record(batch)["settings"]["refine"] == "closed_form"
+    with pytest.raises(SystemExit) as exited:  # one matte per command-line image means nothing in a catalogue
+        main(["-q", "batch", str(good[0]), "--prompt", "cup", "--matte", "x.png", "--out", str(tmp_path / "b2"), *_model_args(models_dir)])
+    assert exited.value.code == 2

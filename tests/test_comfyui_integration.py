@@ -130,13 +130,67 @@ def _find(workflow: dict, kind: str, title: str | None = None) -> str:
 def test_background_generation_keeps_the_product(comfy_server):
     base, work, _, server = comfy_server
     wf = _example("background_generation")
+    refine = _find(wf, "GroundedInpaintRefineMask")
     _add_save(wf, "900", [_find(wf, "LoadImage"), 0])
-    _add_save(wf, "901", [_find(wf, "GroundedInpaintMaskFromSegments", "Keep mask (the cup)"), 0], mask=True)
+    _add_save(wf, "901", [_find(wf, "ThresholdMask"), 0], mask=True)  # surely the cup
+    _add_save(wf, "902", [refine, 0], mask=True)  # the soft alpha
+    _add_save(wf, "903", [_find(wf, "InvertMask"), 0], mask=True)  # what was repainted
     entry = server.run(wf)
-    result, original, keep = _saved(work, entry, _find(wf, "SaveImage", None)), _saved(work, entry, "900"), _saved(work, entry, "901")[..., 0]
+    result, original = _saved(work, entry, _find(wf, "SaveImage", None)), _saved(work, entry, "900")
+    keep, alpha, repaint = (_saved(work, entry, k)[..., 0] for k in ("901", "902", "903"))
     assert result.shape == original.shape == (264, 400, 3)
     assert (keep == 255).any()
-    assert np.array_equal(result[keep == 255], original[keep == 255])
+    assert np.array_equal(result[keep == 255], original[keep == 255])  # the cup's own pixels, exactly
+    assert np.array_equal(repaint == 255, keep == 0)  # everything else was repainted, the soft band included
+    assert (alpha[keep == 255] == 255).all()
+    assert ui_preview_count(entry, refine) == 2  # trimap over the photo and the cut-out, shown in the node
+
+
+def ui_preview_count(entry: dict, node_id: str) -> int:
+    return len(entry["outputs"].get(node_id, {}).get("images", []))
+
+
+def test_external_matte_decides_the_edge_inside_the_band(comfy_server):
+    base, work, _, server = comfy_server
+    wf = _example("external_matte")
+    refine = _find(wf, "GroundedInpaintRefineMask")
+    _add_save(wf, "900", [refine, 3], mask=True)  # trimap
+    _add_save(wf, "901", [refine, 0], mask=True)  # alpha
+    _add_save(wf, "902", [_find(wf, "ImageToMask"), 0], mask=True)  # the matte
+    entry = server.run(wf)
+    rgba = _saved(work, entry, _find(wf, "SaveImage", "Save the transparent cut-out"))
+    placed = _saved(work, entry, _find(wf, "SaveImage", "Save the placed dress"))
+    trimap, alpha, matte = (_saved(work, entry, k)[..., 0].astype(int) for k in ("900", "901", "902"))
+    assert rgba.shape == (400, 320, 4) and placed.shape == (384, 512, 3)
+    band = (trimap > 0) & (trimap < 255)
+    assert band.any()
+    assert np.abs(alpha[band] - matte[band]).max() <= 1  # inside the band: the matte (8-bit rounding)
+    assert np.array_equal(alpha[~band], trimap[~band])  # outside: the segmenter's 0 / 1
+    assert np.array_equal(rgba[..., 3], alpha.astype(np.uint8))
+
+
+def test_vitmatte_through_load_matting_model(comfy_server):
+    base, work, paths, server = comfy_server
+    info = _get(f"{base}/object_info")
+    assert paths["vitmatte"].name in info["GroundedInpaintLoadMattingModel"]["input"]["required"]["model_name"][0]
+    wf: dict = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example_mannequin_dress.png"}},
+        "2": {"class_type": "ImageToMask", "inputs": {"image": ["3", 0], "channel": "red"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "example_mannequin_dress_matte.png"}},
+        "4": {"class_type": "ThresholdMask", "inputs": {"mask": ["2", 0], "value": 0.5}},
+        "5": {"class_type": "GroundedInpaintLoadMattingModel", "inputs": {"model_name": paths["vitmatte"].name, "device": "auto",
+                                                                            "precision": "auto"}},
+        "6": {"class_type": "GroundedInpaintRefineMask", "inputs": {"image": ["1", 0], "mask": ["4", 0], "matting_model": ["5", 0],
+                                                                      "method": "vitmatte", "band_inside": 6, "band_outside": 6,
+                                                                      "decontaminate": True}},
+    }
+    _add_save(wf, "alpha", ["6", 0], mask=True)
+    _add_save(wf, "trimap", ["6", 3], mask=True)
+    entry = server.run(wf)
+    alpha, trimap = _saved(work, entry, "alpha")[..., 0], _saved(work, entry, "trimap")[..., 0]
+    band = (trimap > 0) & (trimap < 255)
+    assert alpha.shape == (400, 320) and band.any()
+    assert np.array_equal(alpha[~band], trimap[~band]) and len(np.unique(alpha[band])) > 5
 
 
 def test_product_placement_only_repaints_the_edge_band(comfy_server):
@@ -227,7 +281,9 @@ def test_every_model_family_runs_through_the_nodes(comfy_server):
     info = _get(f"{base}/object_info")
     assert set(detectors.values()) <= set(info["GroundedInpaintLoadGroundingDino"]["input"]["required"]["model_name"][0])
     assert set(sams.values()) <= set(info["GroundedInpaintLoadSam"]["input"]["required"]["model_name"][0])
-    with_sam3 = "sam3" in paths  # transformers 4.x has no SAM 3 (write_models_folder leaves it out)
+    # transformers 4.x has no SAM 3: write_models_folder leaves it out, and a server on 4.x cannot load
+    # the folder a test process on 5.x wrote
+    with_sam3 = "sam3" in paths and _server_has_sam3()
     if with_sam3:
         assert paths["sam3"].name in info["GroundedInpaintLoadSam3"]["input"]["required"]["model_name"][0]
 
@@ -253,6 +309,12 @@ def test_every_model_family_runs_through_the_nodes(comfy_server):
         assert (_saved(work, entry, f"seg_{role}") == 255).any(), role  # every SAM cut something out
     if with_sam3:
         assert (_saved(work, entry, "sam3_mask") > 0).any()
+
+
+def _server_has_sam3() -> bool:
+    done = subprocess.run([COMFYUI_PYTHON, "-c", "import transformers; print(hasattr(transformers, 'Sam3Model'))"],
+                          capture_output=True, text=True, timeout=120)
+    return done.stdout.strip().endswith("True")
 
 
 def _add_sam3_branch(wf: dict, model_name: str) -> None:

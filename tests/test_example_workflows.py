@@ -42,7 +42,8 @@ def _load(name):
 
 
 def test_the_five_workflows_are_there():
-    assert NAMES == ["background_generation", "mask_only", "object_replacement", "product_placement", "video_track"]
+    assert NAMES == ["background_generation", "external_matte", "mask_only", "object_replacement", "product_placement",
+                     "video_track"]
 
 
 @pytest.mark.parametrize("name", NAMES)

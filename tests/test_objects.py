@@ -185,10 +185,10 @@ def test_mask_output_size_gives_small_masks_that_match_the_full_ones(meta_predic
         {"name": "a", "box": [10, 10, 70, 60]}, {"name": "b", "points": [[100, 40, 1]]}]}))
     meta_predictor.set_image(image)
     try:
-        full, q_full, b_full = decode_plan_masks(meta_predictor, plans)
+        full, q_full, b_full, _ = decode_plan_masks(meta_predictor, plans)
         view = copy.copy(meta_predictor)
         view.mask_output_size = (40, 60)
-        small, q_small, b_small = decode_plan_masks(view, plans)
+        small, q_small, b_small, _ = decode_plan_masks(view, plans)
     finally:
         meta_predictor.reset_image()
     assert small.shape == (2, 40, 60) and full.shape == (2, 80, 120)

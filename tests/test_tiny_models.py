@@ -60,6 +60,7 @@ def test_models_folder_layout(models_dir):
         "grounding_dino_original": root / "grounding-dino" / "groundingdino_tiny_random.pth",
         **({"sam2_video_file": root / "sam2" / "sam2.1_hiera_tiny_video_random.pt",
             "sam2_video_hf": root / "sam2" / "sam2.1-video-hf-tiny-random"} if hasattr(transformers, "Sam2VideoModel") else {}),
+        "vitmatte": root / "vitmatte" / "vitmatte-tiny-random",
     }
     gd_files = {p.name for p in paths["grounding_dino"].iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "vocab.txt",

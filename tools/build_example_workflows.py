@@ -96,34 +96,34 @@ def background_generation() -> Workflow:
                                           "text_threshold": 0.25, "max_detections": 0}, (380, 0), size=(340, 260)),
         Node(5, "GroundedInpaintSegment", {"image": (1, 0), "sam_model": (3, 0), "multimask": "auto", "detections": (4, 0)},
              (380, 320), size=(340, 200)),
-        Node(6, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": True, "grow": 4, "feather": 0.0,
-                                                    "fill_holes": True, "min_area": 64}, (780, 0), "Repaint mask (everything but the cup)", (360, 230)),
-        Node(7, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": False, "grow": 4, "feather": 0.0,
-                                                    "fill_holes": True, "min_area": 64}, (780, 290), "Keep mask (the cup)", (360, 230)),
-        *_sd(8, 9, 10, "a cup of coffee on a white marble table, soft studio light, product photography", 1200, 0),
-        Node(11, "InpaintModelConditioning", {"positive": (9, 0), "negative": (10, 0), "vae": (8, 2), "pixels": (1, 0),
-                                              "mask": (6, 0), "noise_mask": True}, (1200, 420), size=(320, 160)),
-        _sampler(12, 8, 11, 1580, 420, denoise=1.0),
-        Node(13, "VAEDecode", {"samples": (12, 0), "vae": (8, 2)}, (1960, 420), size=(220, 60)),
-        Node(14, "ImageCompositeMasked", {"destination": (13, 0), "source": (1, 0), "x": 0, "y": 0, "resize_source": False,
-                                          "mask": (7, 0)}, (1960, 520), "Paste the original cup back, pixel for pixel", (320, 180)),
-        Node(15, "SaveImage", {"images": (14, 0), "filename_prefix": "grounded_inpaint/background"}, (2320, 420), size=(380, 360)),
+        Node(6, "GroundedInpaintRefineMask", {"image": (1, 0), "segments": (5, 0), "method": "guided", "band_inside": -1,
+                                              "band_outside": -1, "decontaminate": True}, (780, 0),
+             "Refine the cup's edge (soft alpha, clean colours)", (360, 420)),
+        Node(7, "ThresholdMask", {"mask": (6, 3), "value": 0.75}, (780, 480), "Surely the cup (trimap = 1)", (300, 90)),
+        Node(8, "InvertMask", {"mask": (7, 0)}, (780, 610), "Repaint mask: all but the surely-cup pixels", (300, 60)),
+        *_sd(9, 10, 11, "a cup of coffee on a white marble table, soft studio light, product photography", 1200, 0),
+        Node(12, "InpaintModelConditioning", {"positive": (10, 0), "negative": (11, 0), "vae": (9, 2), "pixels": (1, 0),
+                                              "mask": (8, 0), "noise_mask": True}, (1200, 420), size=(320, 160)),
+        _sampler(13, 9, 12, 1580, 420, denoise=1.0),
+        Node(14, "VAEDecode", {"samples": (13, 0), "vae": (9, 2)}, (1960, 420), size=(220, 60)),
+        Node(15, "ImageCompositeMasked", {"destination": (14, 0), "source": (6, 1), "x": 0, "y": 0, "resize_source": False,
+                                          "mask": (6, 0)}, (1960, 520), "Paste the cup back: soft alpha, clean colours", (320, 180)),
+        Node(16, "SaveImage", {"images": (15, 0), "filename_prefix": "grounded_inpaint/background"}, (2320, 420), size=(380, 360)),
     ]
     notes = [
         Note("Background generation: keep the product, repaint everything else.\n\n"
              "1. GroundingDINO Detect finds \"cup\"; SAM Segment cuts it out.\n"
-             "2. Mask from Segmentation with invert on = the area to repaint (white). Grow 4 keeps a margin so the "
-             "repaint never eats into the cup's edge.\n"
-             "3. The SD 1.5 inpainting model repaints the background from the prompt.\n"
-             "4. ImageCompositeMasked pastes the original cup back with the keep mask (same grow, invert off), so "
-             "the product's pixels are exactly the photo's.", (0, -300), (700, 260)),
-        Note(MODELS_NOTE, (780, -300), (700, 260)),
+             "2. Refine Mask Edges turns SAM's hard cut-out into a soft alpha (guided filter in a band around the edge, "
+             "wider where SAM was unsure) and the cup's own colours at its edge (no halo of the old background).\n"
+             "3. ThresholdMask + InvertMask: everything that is not surely the cup is repainted, the edge band included, "
+             "so the new background exists under the soft edge.\n"
+             "4. The SD 1.5 inpainting model repaints it from the prompt.\n"
+             "5. ImageCompositeMasked pastes the cup back with its alpha and clean colours: where the cup is surely cup "
+             "its pixels are exactly the photo's; at the edge it blends into the new background.", (0, -300), (760, 300)),
+        Note(MODELS_NOTE, (820, -300), (700, 260)),
     ]
     reasons = {
         "4.prompt": "the product in this photo",
-        "6.invert": "keep the cup, repaint everything else",
-        "6.grow": "a 4 px margin of the original around the cup, so the repaint never eats into its edge",
-        "7.grow": "the same margin for the paste-back",
     }
     return Workflow("background_generation", nodes, notes, reasons)
 
@@ -136,11 +136,13 @@ def product_placement() -> Workflow:
         Node(5, "GroundedInpaintGroundedSegment", {"image": (1, 0), "detector": (3, 0), "sam_model": (4, 0), "prompt": "dress",
                                                    "box_threshold": 0.3, "text_threshold": 0.25, "max_detections": 1,
                                                    "multimask": "auto"}, (380, 0), size=(340, 300)),
-        Node(6, "GroundedInpaintMaskFromSegments", {"segments": (5, 0), "invert": False, "grow": 0, "feather": 0.0,
-                                                    "fill_holes": True, "min_area": 64}, (380, 360), "Dress mask", (340, 230)),
-        Node(7, "GroundedInpaintCutOut", {"image": (1, 0), "mask": (6, 0), "crop": True, "padding": 0}, (780, 0), size=(300, 160)),
+        Node(6, "GroundedInpaintRefineMask", {"image": (1, 0), "segments": (5, 0), "method": "closed_form", "band_inside": -1,
+                                              "band_outside": -1, "decontaminate": True}, (380, 360),
+             "Refine the dress's edge", (340, 420)),
+        Node(7, "GroundedInpaintCutOut", {"image": (1, 0), "mask": (6, 0), "crop": True, "padding": 4, "foreground": (6, 1)},
+             (780, 0), "Cut out with the clean colours", (300, 180)),
         Node(8, "GroundedInpaintComposite", {"background": (2, 0), "object": (7, 0), "x": 256, "y": 340, "scale": 0.8,
-                                             "anchor": "bottom", "feather": 1.5, "object_mask": (7, 1)}, (780, 220),
+                                             "anchor": "bottom", "feather": 0.0, "object_mask": (7, 1)}, (780, 240),
              "Place the dress", (320, 280)),
         Node(9, "GrowMask", {"mask": (8, 1), "expand": 6, "tapered_corners": True}, (1140, 220), "Edge band: outer", (300, 110)),
         Node(10, "GrowMask", {"mask": (8, 1), "expand": -6, "tapered_corners": True}, (1140, 360), "Edge band: inner", (300, 110)),
@@ -158,11 +160,14 @@ def product_placement() -> Workflow:
     ]
     notes = [
         Note("Product placement: cut a dress off a mannequin and place it in another picture.\n\n"
-             "1. Grounded Segment finds and cuts out \"dress\"; Mask from Segmentation (invert off) is the dress.\n"
-             "2. Cut Out crops the dress; Composite pastes it at x/y (anchor: bottom centre of the dress), scaled 0.8.\n"
-             "3. GrowMask +6 / -6 and MaskComposite subtract make a thin band around the pasted edge.\n"
-             "4. The inpainting model repaints only that band (denoise 0.7), so the edge blends and a shadow can form.\n"
-             "5. ImageCompositeMasked keeps every pixel outside the band exactly as composited.", (0, -300), (760, 260)),
+             "1. Grounded Segment finds and cuts out \"dress\".\n"
+             "2. Refine Mask Edges gives the dress a soft, edge-true alpha (closed-form matting in a band around the "
+             "edge) and its own colours there, so no trace of the mannequin's wall comes along.\n"
+             "3. Cut Out crops the dress with those colours; Composite pastes it at x/y (anchor: bottom centre of the "
+             "dress), scaled 0.8.\n"
+             "4. GrowMask +6 / -6 and MaskComposite subtract make a thin band around the pasted edge.\n"
+             "5. The inpainting model repaints only that band (denoise 0.7), so the edge blends and a shadow can form.\n"
+             "6. ImageCompositeMasked keeps every pixel outside the band exactly as composited.", (0, -300), (760, 300)),
         Note(MODELS_NOTE, (820, -300), (700, 260)),
     ]
     reasons = {
@@ -172,7 +177,8 @@ def product_placement() -> Workflow:
         "8.y": "where the floor of the backdrop is",
         "8.scale": "the dress a little smaller, to fit the backdrop",
         "8.anchor": "x/y is where the bottom centre of the dress stands",
-        "8.feather": "a soft 1.5 px edge against the new background",
+        "6.method": "closed-form matting: finer than the guided filter on the dress's thin straps, a second or two more",
+        "7.padding": "room for the soft edge around the dress",
     }
     return Workflow("product_placement", nodes, notes, reasons)
 
@@ -283,7 +289,55 @@ def video_track() -> Workflow:
     return Workflow("video_track", nodes, notes, reasons)
 
 
-WORKFLOWS = (background_generation, product_placement, object_replacement, mask_only, video_track)
+
+def external_matte() -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", {"image": "mannequin_dress.png"}, (0, 0), "Dress on a mannequin", (320, 400)),
+        Node(2, "LoadImage", {"image": "mannequin_dress_matte.png"}, (0, 460), "Matte from a background remover (a file here)",
+             (320, 400)),
+        Node(3, "ImageToMask", {"image": (2, 0), "channel": "red"}, (0, 920), "Matte picture -> MASK", (300, 90)),
+        *_common_loaders(4, 5, 0, 1060),
+        Node(6, "GroundedInpaintGroundedSegment", {"image": (1, 0), "detector": (4, 0), "sam_model": (5, 0), "prompt": "dress",
+                                                   "box_threshold": 0.3, "text_threshold": 0.25, "max_detections": 1,
+                                                   "multimask": "auto"}, (380, 0), size=(340, 300)),
+        Node(7, "GroundedInpaintRefineMask", {"image": (1, 0), "segments": (6, 0), "method": "guided", "band_inside": -1,
+                                              "band_outside": -1, "decontaminate": True, "matte": (3, 0)}, (780, 0),
+             "The matte decides the edge, the dress's band decides where", (360, 460)),
+        Node(8, "SaveImage", {"images": (7, 2), "filename_prefix": "grounded_inpaint/dress_rgba"}, (1200, 0),
+             "Save the transparent cut-out", (360, 400)),
+        Node(9, "LoadImage", {"image": "studio_backdrop.png"}, (380, 560), "New background", (320, 360)),
+        Node(10, "GroundedInpaintComposite", {"background": (9, 0), "object": (7, 1), "x": 256, "y": 340, "scale": 0.8,
+                                              "anchor": "bottom", "feather": 0.0, "object_mask": (7, 0)}, (780, 560),
+             "Place the dress", (320, 280)),
+        Node(11, "SaveImage", {"images": (10, 0), "filename_prefix": "grounded_inpaint/dress_placed"}, (1200, 460),
+             "Save the placed dress", (360, 360)),
+    ]
+    notes = [
+        Note("A matte from any background remover, fused with the object GroundingDINO + SAM found.\n\n"
+             "ComfyUI 0.3.64 has no background-removal node of its own, so here the matte comes from a file (Load Image + "
+             "Image To Mask, channel red). Replace nodes 2-3 with the MASK output of any background remover you trust "
+             "(ComfyUI-RMBG, a BiRefNet node, a newer ComfyUI's own) - this pack never runs that model's code.\n\n"
+             "1. Grounded Segment finds \"dress\": it decides WHICH object.\n"
+             "2. Refine Mask Edges takes the matte's alpha only inside the dress's edge band: the matte decides HOW FINE "
+             "the edge is; anything else the remover kept or dropped far from the dress is ignored.\n"
+             "3. The transparent cut-out is saved, and the dress is placed on a new background with its clean colours.\n\n"
+             "An RGBA cut-out's alpha from Load Image's MASK output comes inverted (ComfyUI's convention): put InvertMask "
+             "in between.", (0, -380), (780, 340)),
+        Note(f"Models: {DETECTOR} and {SAM} download themselves on the first run. No SD model needed.\n"
+             "Input pictures: copy grounded-inpaint/example_workflows/inputs/*.png into ComfyUI/input.", (840, -380), (620, 140)),
+    ]
+    reasons = {
+        "6.prompt": "the product in this photo",
+        "6.max_detections": "one dress: the best box",
+        "10.x": "the horizontal centre of the 512 px backdrop",
+        "10.y": "where the floor of the backdrop is",
+        "10.scale": "the dress a little smaller, to fit the backdrop",
+        "10.anchor": "x/y is where the bottom centre of the dress stands",
+    }
+    return Workflow("external_matte", nodes, notes, reasons)
+
+
+WORKFLOWS = (background_generation, product_placement, object_replacement, mask_only, external_matte, video_track)
 
 
 # ----------------------------------------------------------------------------- writers

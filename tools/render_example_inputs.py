@@ -3,7 +3,8 @@
 * ``coffee.png`` and ``chelsea.png``: the CC0 photos in ``assets/`` (see ``assets/ATTRIBUTION.md``),
   centre-cropped so both sides are multiples of 8 (what the SD VAE needs for an exact round trip).
 * ``mannequin_dress.png`` and ``studio_backdrop.png``: drawn here — a dress on a dress form, and
-  an empty studio backdrop — for the product-placement workflow.
+  an empty studio backdrop — for the product-placement workflow; ``mannequin_dress_matte.png``:
+  the dress's soft alpha, standing in for a background remover's matte (the external-matte workflow).
 * ``example_workflows/<name>.jpg``: the thumbnail ComfyUI shows next to each template.
 
     python tools/render_example_inputs.py
@@ -58,6 +59,21 @@ def mannequin_dress(size: tuple[int, int] = (320, 400)) -> Image.Image:
     return image.filter(ImageFilter.SMOOTH)
 
 
+def dress_matte(size: tuple[int, int] = (320, 400)) -> Image.Image:
+    """The alpha of the dress in :func:`mannequin_dress` (white = dress), soft at the edge: a stand-in
+    for the matte a background-removal model would hand over (grayscale, as matte files are)."""
+    w, h = size
+    matte = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(matte)
+    cx = w // 2
+    draw.polygon([(cx - 58, int(h * 0.18)), (cx + 58, int(h * 0.18)), (cx + 48, int(h * 0.42)), (cx - 48, int(h * 0.42))], fill=255)
+    draw.polygon([(cx - 48, int(h * 0.42)), (cx + 48, int(h * 0.42)), (cx + 105, int(h * 0.80)), (cx - 105, int(h * 0.80))], fill=255)
+    draw.rectangle([cx - 48, int(h * 0.40), cx + 48, int(h * 0.43)], fill=255)
+    for side in (-1, 1):
+        draw.line([(cx + side * 30, int(h * 0.18)), (cx + side * 18, int(h * 0.12))], fill=255, width=6)
+    return matte.filter(ImageFilter.SMOOTH)
+
+
 def studio_backdrop(size: tuple[int, int] = (512, 384)) -> Image.Image:
     """An empty studio: a warm wall, a wooden floor and a soft spot of light."""
     w, h = size
@@ -79,6 +95,8 @@ THUMBNAILS = {
     "product_placement": (["mannequin_dress.png", "studio_backdrop.png"], "Product placement", "dress -> new picture, blend the edge"),
     "object_replacement": (["chelsea.png"], "Object replacement", "find the cat, paint something new"),
     "mask_only": (["coffee.png"], "Mask only", "mask, overlay and cut-out; no SD model"),
+    "external_matte": (["mannequin_dress.png", "mannequin_dress_matte.png"], "Matte from a background remover",
+                       "the detector picks the dress, the matte its edge"),
 }
 
 
@@ -106,6 +124,7 @@ def main() -> int:
     for name in ("coffee", "chelsea"):
         crop_to_multiple(Image.open(ROOT / "assets" / f"{name}.png").convert("RGB")).save(OUT / f"{name}.png", optimize=True)
     mannequin_dress().save(OUT / "mannequin_dress.png", optimize=True)
+    dress_matte().save(OUT / "mannequin_dress_matte.png", optimize=True)
     studio_backdrop().save(OUT / "studio_backdrop.png", optimize=True)
     for name, (inputs, title, subtitle) in THUMBNAILS.items():
         thumbnail(inputs, title, subtitle).save(OUT.parent / f"{name}.jpg", quality=88)

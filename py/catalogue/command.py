@@ -20,7 +20,8 @@ __all__ = ["add_batch_arguments", "run_batch_command"]
 log = logging.getLogger("grounded_inpaint")
 
 #: Options of ``mask`` that ``batch`` defines its own way (or not at all).
-_NOT_FROM_MASK = {"help", "images", "out", "verbose", "quiet"}
+#: (``--matte`` gives one file per image of the command line; a catalogue has no such order.)
+_NOT_FROM_MASK = {"help", "images", "out", "verbose", "quiet", "matte"}
 #: Failed images named at the end of a run (the run manifest has them all), images listed by a dry run without -v.
 _FAILURES_SHOWN = 20
 #: Options of ``inpaint`` that ``batch --inpaint`` takes over, by their names.

@@ -144,6 +144,10 @@ def _check_models(tasks: Sequence[Task], base: Mapping[str, Any]) -> None:
         problem = _inpaint_model_problem(args, models)
         if problem:
             also.append(problem)
+    from ..matting.command import matting_problems
+
+    if any(t.settings.get("refine") == "vitmatte" for t in tasks):  # the matting model is run-wide too
+        also += matting_problems(argparse.Namespace(**{**base, "refine": "vitmatte"}))
     resolve_all([(args.detector, "grounding-dino"), (args.segmenter, "sam")], models, download=not args.no_download,
                 also=also)
 

@@ -37,7 +37,7 @@ RUN_OPTIONS = frozenset({
 #: Settings that cannot differ between manifest rows (every worker loads one set of models).
 RUN_WIDE = frozenset({
     "detector", "segmenter", "models", "device", "precision", "no_download", "inpaint_model", "inpaint_config",
-    "no_safety_checker",
+    "no_safety_checker", "matting_model",
 })
 #: Settings that do not change results (left out of the settings digest).
 NOT_RESULT_SETTINGS = frozenset({"models", "device", "no_download"})

@@ -162,6 +162,7 @@ class Worker:
         self.device = pick_device(run.device)
         self.dtype = pick_dtype(run.precision, self.device)
         self.models = load_models(run, self.device, self.dtype)  # already resolved by the driver: nothing downloads here
+        self._matting: Any = None
         self._run = run
         self._pipe: Any = None
         self.attempts = Attempts(self.out)
@@ -178,6 +179,14 @@ class Worker:
             )
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
+
+    def _matting_model(self, args: argparse.Namespace) -> Any:
+        """The ViTMatte model when an image asks for ``--refine vitmatte`` (loaded once), else ``None``."""
+        if self._matting is None and args.refine == "vitmatte":
+            from ..matting.command import load_matting
+
+            self._matting = load_matting(args, self.device)  # resolved by the driver: nothing downloads here
+        return self._matting if args.refine == "vitmatte" else None
 
     def __call__(self, task: Task) -> dict[str, Any]:
         """Do one image; returns its manifest row (never raises for a problem with the image)."""
@@ -246,7 +255,8 @@ class Worker:
 
         names = sorted(set(self.job.run_settings) - INPAINT_SETTINGS)
         files = write_mask_outputs(args, path, image, segments, selected, folder, setting_names=names,
-                                   model_paths=(self.models[0][1], self.models[1][1]), device=self.device, dtype=self.dtype)
+                                   model_paths=(self.models[0][1], self.models[1][1]), device=self.device, dtype=self.dtype,
+                                   matting=self._matting_model(args))
         if selected:
             return "done", None, files
         return "nothing_found", _nothing_reason(args, len(segments)), files
@@ -270,7 +280,8 @@ class Worker:
             return "nothing_found", reason, [overlay, write_json(folder / "detections.json", record)]
         seed = job.seed if job.seed is not None else derived_seed(sha256)
         files = write_inpaint_outputs(job, path, image, segments, selected, masks, self._pipeline(), seed, folder,
-                                      device=self.device, dtype=self.dtype, models=self.models)
+                                      device=self.device, dtype=self.dtype, models=self.models,
+                                      matting=self._matting_model(args))
         return "done", None, files
 
 

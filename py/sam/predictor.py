@@ -221,6 +221,27 @@ class SamPredictorBase:
             out_flat[start : start + part.shape[0]] = part[:, 0] > 0.0
         return out
 
+    def image_logits(self, low_res: torch.Tensor) -> torch.Tensor:
+        """``[N, m, m]`` decoder logits → ``[N, h, w]`` logits covering exactly the original image.
+
+        The padding of the model's square input is cut away and the rest resampled (area) to
+        the image's share of the low-resolution grid, ``ceil(nh / 4) x ceil(nw / 4)`` (at most
+        ``m x m``), so that upsampling the result bilinearly to the image's size and thresholding
+        at 0 gives about the masks of :meth:`postprocess_masks` (:attr:`Segments.logits`).
+        """
+        assert self.original_size is not None and self.input_size is not None
+        nh, nw = self.input_size
+        side = low_res.shape[-1]
+        size = (max(1, -(-nh * side // self.image_size)), max(1, -(-nw * side // self.image_size)))
+        out = []
+        for start in range(0, low_res.shape[0], self.upsample_chunk):
+            checkpoint()
+            part = low_res[start : start + self.upsample_chunk, None].float()
+            part = F.interpolate(part, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            part = F.interpolate(part[..., :nh, :nw], size=size, mode="area")
+            out.append(part[:, 0])
+        return torch.cat(out) if out else low_res.new_zeros((0, *size)).float()
+
     # ---------------------------------------------------------------- workflow
 
     @torch.inference_mode()

@@ -140,6 +140,10 @@ class Sam2Predictor(SamPredictorBase):
             out_flat[start : start + part.shape[0]] = part[:, 0] > 0.0
         return out
 
+    def image_logits(self, low_res: torch.Tensor) -> torch.Tensor:
+        """``[N, m, m]`` logits → ``[N, m, m]``: SAM 2's low-resolution grid already covers the whole image."""
+        return low_res.float()
+
     # ---------------------------------------------------------------- back end
 
     def _encode(self, pixels: torch.Tensor) -> Sam2Features:

@@ -56,7 +56,7 @@ class ComfyServer:
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
         folders = {"grounding-dino": "grounding-dino", "sams": "sams", "sam2": "sam2", "sam3": "sam3",
-                   "checkpoints": "checkpoints", **(extra_folders or {})}
+                   "vitmatte": "vitmatte", "checkpoints": "checkpoints", **(extra_folders or {})}
         self.config = work / "extra_model_paths.yaml"
         self.config.write_text(
             "grounded_inpaint_test:\n"

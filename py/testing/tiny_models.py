@@ -2,7 +2,7 @@
 
 No weights can be downloaded in tests, so every model the package loads has a tiny stand-in with
 the same file layout as the real one (see :mod:`.tiny_gdino`, :mod:`.tiny_gdino_extra`,
-:mod:`.tiny_sam`, :mod:`.tiny_sam_extra`, :mod:`.tiny_sam3`); :func:`write_models_folder` lays
+:mod:`.tiny_sam`, :mod:`.tiny_sam_extra`, :mod:`.tiny_sam3`, :mod:`.tiny_vitmatte`); :func:`write_models_folder` lays
 them all out as ComfyUI's ``models`` folder has them.
 
 Run ``python -m grounded_inpaint.testing.tiny_models DIR`` to write a models folder by hand.
@@ -20,6 +20,7 @@ from .tiny_gdino_extra import write_tiny_mm_grounding_dino, write_tiny_original_
 from .tiny_sam import write_tiny_hf_sam, write_tiny_meta_sam
 from .tiny_sam3 import write_tiny_sam3
 from .tiny_sam_extra import write_tiny_sam2_hf, write_tiny_sam2_original, write_tiny_sam_hq_hf, write_tiny_sam_hq_original
+from .tiny_vitmatte import write_tiny_vitmatte
 
 __all__ = ["write_models_folder", "main"]
 
@@ -48,11 +49,12 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
         root/sam3/sam3-tiny-random/                       transformers Sam3Model folder (text → masks)
         root/sam2/sam2.1_hiera_tiny_video_random.pt       Meta's SAM 2.1 layout with the video-tracking weights
         root/sam2/sam2.1-video-hf-tiny-random/            transformers Sam2VideoModel folder (64 px)
+        root/vitmatte/vitmatte-tiny-random/               transformers VitMatteForImageMatting folder (matting)
 
     Returns:
         ``{role: path}`` for each model written (roles: ``grounding_dino``, ``mm_grounding_dino``,
         ``grounding_dino_original``, ``sam_meta``, ``sam_hf``, ``sam_hq_meta``, ``sam_hq_hf``,
-        ``sam2_file``, ``sam2_hf``, ``sam3``, ``sam2_video_file``, ``sam2_video_hf``; ``sam3`` and the video
+        ``sam2_file``, ``sam2_hf``, ``sam3``, ``sam2_video_file``, ``sam2_video_hf``, ``vitmatte``; ``sam3`` and the video
         models only where transformers has them).
     """
     root = Path(root)
@@ -63,6 +65,7 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
         **_extra_sam_models(root, seed),
         "mm_grounding_dino": write_tiny_mm_grounding_dino(root / "grounding-dino" / "mm-grounding-dino-tiny-random", seed),
         "grounding_dino_original": write_tiny_original_grounding_dino(root / "grounding-dino" / "groundingdino_tiny_random.pth", seed),
+        "vitmatte": write_tiny_vitmatte(root / "vitmatte" / "vitmatte-tiny-random", seed),
     } | _sam3_model(root, seed) | _sam2_video_models(root, seed)
 
 
