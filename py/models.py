@@ -433,6 +433,8 @@ def model_display_name(engine: object) -> str:
         return f"SAM 2.1{video} {_HIERA_SIZES.get((width, stages), f'(custom Hiera, width {width})')}"
     if kind == "Sam3Model":
         return "SAM 3"
+    if kind == "Sam3VideoModel":
+        return "SAM 3 video"
     image_encoder = getattr(model, "image_encoder", None)
     if image_encoder is not None and hasattr(image_encoder, "patch_embed"):  # Meta's segment_anything Sam
         width = int(image_encoder.patch_embed.proj.out_channels)
