@@ -225,7 +225,13 @@ def test_duplicates_are_suppressed_by_default(engine):
 # ----------------------------------------------------------------------------- entry points
 
 
-def test_grounded_track_with_sam3_b_in_b_out(engine):
+def test_grounded_track_with_sam3_b_in_b_out(engine, monkeypatch):
+    from transformers.models.sam3_video import modeling_sam3_video
+
+    def no_hub_code():
+        raise AssertionError("transformers was asked to fetch its cv-utils kernel from the Hub")
+
+    monkeypatch.setattr(modeling_sam3_video, "_load_cv_utils_kernel_once", no_hub_code)  # NMS and hole filling stay local
     frames = _clip(5, 40, 56)
     seen = []
     segments = grounded_track(None, engine, frames, "red block, blue block", max_objects=3, threshold=0.3,
