@@ -3,6 +3,7 @@
     python benchmarks/track_bench.py                 # speed (20 frames) + memory at 50 and 200 frames
     python benchmarks/track_bench.py --quick         # speed on 10 frames, memory at 20 and 50
     python benchmarks/track_bench.py --speed-only / --memory-only
+    python benchmarks/track_bench.py --engines-only --engine-frames 8   # SAM 3 Track against Grounded Track
 
 Real-size models with random weights (:mod:`grounded_inpaint.testing.real_size`): GroundingDINO
 Swin-T and SAM 2.1 Hiera-T with its video weights, one ``.pt`` file read by both the image predictor
@@ -20,6 +21,12 @@ Swin-T and SAM 2.1 Hiera-T with its video weights, one ``.pt`` file read by both
   RSS once the models are loaded. ``--reference`` also runs transformers' documented whole-video
   usage (``init_video_session(video=...)`` + ``propagate_in_video_iterator``), which keeps every
   frame and every output (200 frames of 1024 px need about 8 GB that way).
+* **Engines** (``--engines``): the second engine, SAM 3 alone (transformers' default ``Sam3VideoConfig`` =
+  facebook/sam3's sizes, 860 M parameters, random weights, 1008 px), against Grounded Track (SAM 2.1
+  Hiera-T + GroundingDINO, ``detect_every`` 10) on the same clip, each in its own process, one after
+  the other (SAM 3 alone needs about 4 GB): time per frame, ``--objects`` objects each. SAM 3 runs
+  its detector on every frame (its own way) and, as a second figure, every 10 frames. Random SAM 3
+  detections score about 0.25, so it runs with threshold 0.05 and ``max_objects`` = ``--objects``.
 * **Ids**: the id rules on the synthetic crossing clip with a perfect detector and video model
   (random weights cannot see the blocks): the number of id swaps.
 """
@@ -120,11 +127,50 @@ def speed(folder: Path, count: int, detect_every: int, objects: int = 2) -> dict
     seg_mean, track_mean = statistics.mean(per_frame["segment"]), statistics.mean(per_frame["track"])
     key = [t for i, t in enumerate(per_frame["track"]) if i % detect_every == 0]
     between = [t for i, t in enumerate(per_frame["track"]) if i % detect_every != 0]
-    return {
+    # from frame num_maskmem on, every tracked object reads a full memory bank (7 past frames): the cost
+    # per frame stops growing; before that it ramps up
+    full = [i for i in range(count) if i >= int(engine.model.config.num_maskmem)]
+    steady = None
+    if full:
+        steady = {"frames": full, "segment_mean_s": statistics.mean(per_frame["segment"][i] for i in full),
+                  "track_mean_s": statistics.mean(per_frame["track"][i] for i in full)}
+        steady["ratio"] = steady["track_mean_s"] / steady["segment_mean_s"]
+    return {"steady": steady,
         "frames": count, "detect_every": detect_every, "max_objects": objects, "per_frame_s": per_frame, "objects": counts,
         "segment_mean_s": seg_mean, "track_mean_s": track_mean, "ratio": track_mean / seg_mean,
         "track_key_frame_mean_s": statistics.mean(key), "track_between_mean_s": statistics.mean(between) if between else None,
     }
+
+
+def engine_child(folder: Path, engine_name: str, count: int, objects: int, detect_every: int) -> dict:
+    """Runs in its own process: time per frame of one engine on the crossing clip (frame 0 included)."""
+    from grounded_inpaint.video import load_sam3_video_model, load_video_model, track_frames
+
+    if engine_name == "sam3":
+        from grounded_inpaint.testing.real_size import REAL_SIZE_NAMES, write_real_size_sam3_video
+
+        engine = load_sam3_video_model(write_real_size_sam3_video(folder / REAL_SIZE_NAMES["sam3_video"]))
+        detector, options = None, dict(threshold=0.05, new_object_threshold=0.05)
+    else:
+        from grounded_inpaint.models import load_detector
+
+        dino_path, sam2_path = models(folder)
+        detector, engine = load_detector(dino_path), load_video_model(sam2_path)
+        options = dict(box_threshold=0.0)
+    loaded = _rss_mb()
+    times, counts = [], []
+    tracked = track_frames(detector, engine, frames(count), PROMPT, detect_every=detect_every, max_objects=objects, **options)
+    while True:
+        start = time.perf_counter()
+        try:
+            result = next(tracked)
+        except StopIteration:
+            break
+        times.append(time.perf_counter() - start)
+        counts.append(len(result))
+        print(f"  {engine_name} frame {len(times) - 1}: {times[-1]:.2f} s ({counts[-1]} objects)", file=sys.stderr, flush=True)
+    return {"engine": engine_name, "frames": count, "objects": counts, "detect_every": detect_every, "per_frame_s": times,
+            "mean_s": statistics.mean(times), "loaded_rss_mb": loaded, "peak_rss_mb": _peak_mb()}
 
 
 def memory_child(folder: Path, count: int, reference: bool, kind: str = "real") -> dict:
@@ -187,10 +233,20 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-model", choices=["real", "tiny", "tiny256"], default="real",
                         help="models of the memory runs: real-size; the tiny ones at 1024 px (the real memory-bank geometry); "
                         "or the tiny SAM 2.1 at 256 px (16x16 memory tokens per frame: seconds per run)")
+    parser.add_argument("--engines", action="store_true", help="also time SAM 3 Track against Grounded Track")
+    parser.add_argument("--engines-only", action="store_true", help="only the engine comparison")
+    parser.add_argument("--engine-frames", type=int, default=8, help="frames of the engine comparison (default 8)")
+    parser.add_argument("--engine-child", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("GI_BENCH_THREADS", "2")))
+    if args.engine_child:
+        name, count, objects, every = args.engine_child.split(":")
+        print(json.dumps(engine_child(args.models, name, int(count), int(objects), int(every))))
+        return 0
+    if args.engines_only:
+        args.engines = args.speed_only = args.memory_only = True
     if args.child:
         count, kind, model = args.child.split(":")
         print(json.dumps(memory_child(args.models, int(count), kind == "reference", model)))
@@ -208,6 +264,30 @@ def main(argv=None) -> int:
         print(f"Grounded Segment every frame: {result['segment_mean_s']:.2f} s/frame; Grounded Track: "
               f"{result['track_mean_s']:.2f} s/frame (key frames {result['track_key_frame_mean_s']:.2f} s, others "
               f"{result['track_between_mean_s'] or 0:.2f} s); ratio {result['ratio']:.2f} (target <= 0.6)", flush=True)
+        if result["steady"]:
+            st = result["steady"]
+            print(f"  with the memory bank full (frames {st['frames'][0]}-{st['frames'][-1]}): Grounded Segment "
+                  f"{st['segment_mean_s']:.2f} s/frame, Grounded Track {st['track_mean_s']:.2f} s/frame; ratio "
+                  f"{st['ratio']:.2f}", flush=True)
+    if args.engines:
+        report["engines"] = []
+        print(f"engines: {args.engine_frames} frames at {SIDE}x{SIDE}, {args.objects} objects, each engine in its own process",
+              flush=True)
+        for name, every in (("sam2", args.detect_every), ("sam3", 1), ("sam3", args.detect_every)):
+            out = subprocess.run([sys.executable, __file__, "--models", str(args.models), "--engine-child",
+                                  f"{name}:{args.engine_frames}:{args.objects}:{every}"], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr[-3000:], flush=True)
+                raise SystemExit(f"the {name} run failed")
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            report["engines"].append(figures)
+            label = "Grounded Track (SAM 2.1 Hiera-T + GroundingDINO)" if name == "sam2" else "SAM 3 Track (860 M)"
+            print(f"  {label}, detect_every {every}: {figures['mean_s']:.2f} s/frame (frames: "
+                  + ", ".join(f"{t:.1f}" for t in figures["per_frame_s"]) + f"; objects {figures['objects']}); peak RSS "
+                  f"{figures['peak_rss_mb']:.0f} MiB", flush=True)
+        base = report["engines"][0]["mean_s"]
+        print("  SAM 3 / SAM 2.1 time per frame: " + ", ".join(
+            f"detect_every {e['detect_every']}: {e['mean_s'] / base:.2f}" for e in report["engines"][1:]), flush=True)
     if not args.speed_only:
         runs = [(int(n), "ours") for n in args.memory.split(",") if n] + [(int(n), "reference") for n in args.reference.split(",") if n]
         report["memory"] = []

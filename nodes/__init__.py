@@ -13,7 +13,7 @@ from .masking import MaskFromSegments, SegmentsInfo
 from .matting import LoadMattingModel, RefineMaskEdges
 from .sam3 import LoadSam3, Sam3Segment
 from .segmentation import GroundedSegment, GroundingDinoDetect, SamSegment
-from .video import GroundedTrack, LoadSam2Video, SelectObjects
+from .video import GroundedTrack, LoadSam2Video, LoadSam3Video, Sam3Track, SelectObjects
 
 runtime.register_model_folders()
 editor.register_routes()  # the editor's live masks, on ComfyUI's own server (nothing outside ComfyUI)
@@ -36,6 +36,8 @@ _NODES = (
     ("GroundedInpaintSelectObjects", SelectObjects, "Select Objects (by id or label)"),
     ("GroundedInpaintRefineMask", RefineMaskEdges, "Refine Mask Edges (matting)"),
     ("GroundedInpaintLoadMattingModel", LoadMattingModel, "Load Matting Model"),
+    ("GroundedInpaintLoadSam3Video", LoadSam3Video, "Load SAM 3 Video Model"),
+    ("GroundedInpaintSam3Track", Sam3Track, "SAM 3 Track (text → tracked masks)"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

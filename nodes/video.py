@@ -1,4 +1,5 @@
-"""Video nodes: Load SAM 2.1 Video Model, Grounded Track (text → tracked masks through a clip), Select Objects."""
+"""Video nodes: Load SAM 2.1 Video Model, Grounded Track (text → tracked masks through a clip), Select Objects,
+and the SAM 3 engine: Load SAM 3 Video Model, SAM 3 Track."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from .loaders import _DEVICE, _load
 
 #: The video model socket (a SAM 2.1 model with its memory modules; not interchangeable with GI_SAM_MODEL).
 SAM2_VIDEO_TYPE = "GI_SAM2_VIDEO_MODEL"
+#: SAM 3 with its video tracker (a Sam3VideoModel; not interchangeable with GI_SAM3_MODEL, the image model).
+SAM3_VIDEO_TYPE = "GI_SAM3_VIDEO_MODEL"
 
 _PRECISION = (["auto", "fp32", "fp16", "bf16"], tip(
     "Weights precision. auto: fp32 on the CPU, half precision on GPUs that support it. fp16/bf16 fall back to fp32 with a "
@@ -149,6 +152,106 @@ class GroundedTrack:
         return {"ui": ui, "result": (segments, union_masks(segments).to(device), preview.to(device))}
 
 
+_SAM3_PRECISION = (["auto", "fp32", "fp16", "bf16"], tip(
+    "Weights precision. auto: bf16 on GPUs that support it (SAM 3 was trained in bf16), else fp32; fp32 on the CPU. "
+    "fp16/bf16 fall back to fp32 with a warning where the device cannot run them.", default="auto"))
+
+
+class LoadSam3Video:
+    DESCRIPTION = (
+        "Loads SAM 3 with its video tracker for SAM 3 Track, from models/sam3: the facebook/sam3 transformers folder "
+        "(config.json with model_type sam3_video, model.safetensors, tokenizer files) — the same folder Load SAM 3 Model "
+        "reads for single images. facebook/sam3 is gated under Meta's SAM License: accept it on its Hugging Face page "
+        "and log in (hf auth login) so the first use can download it (3.4 GB), or put the folder there yourself. A folder "
+        "with the image model only is refused. Needs transformers 5 and torchvision."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SAM3_VIDEO_TYPE,)
+    RETURN_NAMES = ("sam3_video_model",)
+    OUTPUT_TOOLTIPS = ("SAM 3 with its video tracker, managed by ComfyUI's memory manager.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (runtime.model_choices("sam3"), tip(
+                    "A SAM 3 folder with the video tracker in models/sam3, or sam3 to download facebook/sam3 (3.4 GB, "
+                    "gated: accept the licence and log in first).")),
+                "device": _DEVICE,
+                "precision": _SAM3_PRECISION,
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return runtime.validate_choice("sam3", model_name)
+
+    def load(self, model_name: str, device: str = "auto", precision: str = "auto"):
+        from ..py.video import load_sam3_video_model
+        from ..py.video.sam3_video import require_sam3_video
+
+        require_sam3_video()  # before any download: transformers 4 cannot run it
+        return (_load("sam3", model_name, device, precision, load_sam3_video_model, auto_half=True,
+                      auto_order=(torch.bfloat16,)),)
+
+
+class Sam3Track:
+    DESCRIPTION = (
+        "Text to tracked masks through a clip with SAM 3 alone (the second engine next to Grounded Track): SAM 3's "
+        "detector finds every object each concept of the prompt names — on every frame, or every detect_every frames — "
+        "and its tracker follows each one with an id that stays the same through the clip. New objects get new ids, "
+        "objects unseen for 15 frames end. B frames in, B results out: SEGMENTS per frame (id, label = the concept, "
+        "score), the union MASK per frame and a preview with ids — the same outputs as Grounded Track."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SEGMENTS_TYPE, "MASK", "IMAGE")
+    RETURN_NAMES = ("segments", "mask", "preview")
+    OUTPUT_TOOLTIPS = GroundedTrack.OUTPUT_TOOLTIPS
+    FUNCTION = "track"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..py.video.tracker import DEFAULT_MAX_OBJECTS, MAX_OBJECTS_LIMIT
+
+        return {
+            "required": {
+                "images": ("IMAGE", tip("The clip's frames, in order, all the same size.")),
+                "sam3_video_model": (SAM3_VIDEO_TYPE, tip("From Load SAM 3 Video Model.")),
+                "prompt": ("STRING", tip('What to track: short noun phrases separated by ".", ",", ";" or new lines — e.g. '
+                                         '"person" or "red dress, handbag". Each concept labels its objects.',
+                                         multiline=True, default="person")),
+                "detect_every": ("INT", tip("Run SAM 3's detector on every N-th frame (new objects start there); between "
+                                            "them the tracker alone follows the objects. 1 = every frame, as SAM 3 is "
+                                            "meant to run; 0 = the first frame only. Larger is faster.", default=1, min=0,
+                                            max=100000)),
+                "max_objects": ("INT", tip("Track at most this many objects at once, best detections first. Each object "
+                                           "costs one memory pass per frame.", default=DEFAULT_MAX_OBJECTS, min=1,
+                                           max=MAX_OBJECTS_LIMIT)),
+                "threshold": ("FLOAT", tip("A detection counts when its score (object × 'the concept is present' "
+                                           "confidence) is above this.", default=0.5, min=0.0, max=1.0, step=0.01)),
+                "new_object_threshold": ("FLOAT", tip("A detection that matches no tracked object starts a new one from "
+                                                      "this score (on the first frame every counted detection does).",
+                                                      default=0.7, min=0.0, max=1.0, step=0.01)),
+            }
+        }
+
+    def track(self, images, sam3_video_model, prompt, detect_every, max_objects, threshold, new_object_threshold):
+        from ..py.video.tracker import grounded_track
+
+        frames = as_image_batch(images, name="images")
+        bar = runtime.progress_bar(frames.shape[0])
+        segments = grounded_track(
+            None, sam3_video_model.engine, frames, prompt, detect_every=detect_every, max_objects=max_objects,
+            threshold=threshold, new_object_threshold=new_object_threshold, state_device=runtime.offload_device(),
+            progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt,
+            stage=lambda _name: runtime.models_on_device(sam3_video_model),
+        )
+        preview, ui = _preview(frames, segments)
+        device = runtime.intermediate_device()
+        return {"ui": ui, "result": (segments, union_masks(segments).to(device), preview.to(device))}
+
+
 def parse_ids(text: str) -> list[int] | None:
     """``"1, 3"`` → ``[1, 3]``; empty → ``None`` (all). Raises ``ValueError`` naming the bad item."""
     items = [s.strip() for s in str(text).replace(";", ",").split(",") if s.strip()]
@@ -178,7 +281,7 @@ class SelectObjects:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "segments": (SEGMENTS_TYPE, tip("From Grounded Track.")),
+                "segments": (SEGMENTS_TYPE, tip("From Grounded Track or SAM 3 Track.")),
                 "ids": ("STRING", tip('Object ids to keep, e.g. "1" or "1, 3". Empty = every id.', default="")),
                 "labels": ("STRING", tip('Only objects whose label contains one of these words, e.g. "person". Empty = '
                                          "every label.", default="")),

@@ -476,6 +476,8 @@ def model_display_name(engine: object) -> str:
     if kind == "VitMatteForImageMatting":
         width = int(getattr(config.backbone_config, "hidden_size", 0) or 0)
         return _VITMATTE_SIZES.get(width, f"ViTMatte (custom ViT, width {width})")
+    if kind == "Sam3VideoModel":
+        return "SAM 3 video"
     image_encoder = getattr(model, "image_encoder", None)
     if image_encoder is not None and hasattr(image_encoder, "patch_embed"):  # Meta's segment_anything Sam
         width = int(image_encoder.patch_embed.proj.out_channels)

@@ -144,6 +144,11 @@ TABLE = [
     Row("max_objects", 1000, _track("max_objects"), ("track", "--max-objects"), None),
     Row("box_threshold", NAN, _track("box_threshold"), ("track", "--box-threshold"), ("GroundedInpaintGroundedTrack", "box_threshold")),
     Row("text_threshold", 2.0, _track("text_threshold"), ("track", "--text-threshold"), ("GroundedInpaintGroundedTrack", "text_threshold")),
+    Row("threshold", NAN, _track("threshold"), ("track", "--threshold"), ("GroundedInpaintSam3Track", "threshold")),
+    Row("new_object_threshold", 1.5, _track("new_object_threshold"), ("track", "--new-object-threshold"),
+        ("GroundedInpaintSam3Track", "new_object_threshold")),
+    Row("forget_after", -1, _track("forget_after")),
+    Row("detect_every", -2, None, None, ("GroundedInpaintSam3Track", "detect_every")),
     Row("ids", 2.5, lambda v, fx: masks.select_instances(_tracked_segments(), ids=[v])),
     Row("ids", [1], lambda v, fx: masks.select_instances(_segments(), ids=v)),  # single images have no ids
 ]
@@ -261,6 +266,13 @@ def _node_inputs(pack, comfy, models_dir, node_id: str) -> dict:  # noqa: F811
     if node_id == "GroundedInpaintRefineMask":
         return dict(image=torch.rand(1, 24, 32, 3), method="guided", band_inside=-1, band_outside=-1, decontaminate=True,
                     mask=_segments().union()[None])
+    if node_id == "GroundedInpaintSam3Track":
+        if "sam3_video" not in paths:
+            _skip()
+        comfy.folder_paths.add_model_folder_path("sam3", str(root / "sam3"))
+        (video,) = call(pack, "GroundedInpaintLoadSam3Video", model_name=paths["sam3_video"].name, device="auto", precision="auto")
+        return dict(images=torch.rand(2, 16, 16, 3), sam3_video_model=video, prompt="cat", detect_every=1, max_objects=2,
+                    threshold=0.5, new_object_threshold=0.7)
     if node_id == "GroundedInpaintComposite":
         return dict(background=torch.rand(1, 24, 32, 3), object=torch.rand(1, 8, 8, 3), x=0, y=0, scale=1.0, anchor="top-left", feather=0.0)
     raise AssertionError(node_id)

@@ -257,6 +257,32 @@ def test_video_track_saves_one_inverted_mask_per_frame(comfy_server):
         assert union.shape == (96, 160)
 
 
+def test_sam3_track_runs_the_example_clip(comfy_server):
+    """The video_track example with SAM 3 Track (Load SAM 3 Video Model) in Grounded Track's place: the same
+    clip from ComfyUI's Load Video, 24 masks out, ids from 1 (transformers 5 only)."""
+    base, work, paths, server = comfy_server
+    if "sam3_video" not in paths:
+        pytest.skip("SAM 3 video needs transformers 5")
+    info = _get(f"{base}/object_info")
+    assert paths["sam3_video"].name in info["GroundedInpaintLoadSam3Video"]["input"]["required"]["model_name"][0]
+    wf = _example("video_track")
+    track = _find(wf, "GroundedInpaintGroundedTrack")
+    wf["s3"] = {"class_type": "GroundedInpaintLoadSam3Video",
+                "inputs": {"model_name": paths["sam3_video"].name, "device": "auto", "precision": "auto"}}
+    wf[track] = {"class_type": "GroundedInpaintSam3Track",
+                 "inputs": {"images": wf[track]["inputs"]["images"], "sam3_video_model": ["s3", 0], "prompt": "red block, blue block",
+                            "detect_every": 1, "max_objects": 2, "threshold": 0.3, "new_object_threshold": 0.7}}
+    for node_id in [k for k, v in wf.items() if v["class_type"] in ("GroundedInpaintLoadGroundingDino", "GroundedInpaintLoadSam2Video")]:
+        del wf[node_id]
+    _add_save(wf, "900", [track, 1], mask=True)
+    entry = server.run(wf, timeout=600)
+    masks = entry["outputs"][_find(wf, "SaveImage", "Save the mask of every frame")]["images"]
+    objects = entry["outputs"]["900"]["images"]
+    assert len(masks) == len(objects) == 24  # B frames in, B masks out
+    union = [np.asarray(Image.open(work / "output" / o["subfolder"] / o["filename"]))[..., 0] for o in objects]
+    assert all(u.shape == (96, 160) for u in union) and any((u == 255).any() for u in union)
+
+
 def test_client_runs_the_mask_only_workflow(comfy_server, tmp_path):
     from grounded_inpaint.client import main as client_main
 

@@ -12,7 +12,9 @@ loaders users run:
 * :func:`write_real_size_hf_sam`: the same weights as a transformers ``SamModel`` folder;
 * :func:`write_real_size_sam2_video`: SAM 2.1 Hiera-T with its video-tracking weights (memory
   attention, memory encoder, object pointers; 38.9 M parameters as published) in Meta's ``.pt``
-  layout (``sam2.1_hiera_tiny.pt``), read by both the image predictor and the video model.
+  layout (``sam2.1_hiera_tiny.pt``), read by both the image predictor and the video model;
+* :func:`write_real_size_sam3_video`: SAM 3 with its video tracker (transformers' default
+  ``Sam3VideoConfig`` = facebook/sam3: 860 M parameters, 1008 px) as a transformers folder.
 
 Works with transformers 4 and 5 (the tokenizer goes through :func:`.tiny_gdino.write_bert_tokenizer`).
 
@@ -38,6 +40,7 @@ __all__ = [
     "write_real_size_hf_sam",
     "write_real_size_models",
     "write_real_size_sam2_video",
+    "write_real_size_sam3_video",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ REAL_SIZE_NAMES = {
     "sam_meta": "sams/sam_vit_b_random.pth",
     "sam_hf": "sams/sam-vit-base-random",
     "sam2_video": "sam2/sam2.1_hiera_tiny_random.pt",
+    "sam3_video": "sam3/sam3-video-random",
 }
 
 
@@ -170,3 +174,49 @@ def write_real_size_sam2_video(path: str | Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": hf_to_original_sam2_state_dict(model.state_dict())}, path)
     return path
+
+
+def write_real_size_sam3_video(folder: str | Path, seed: int = 0) -> Path:
+    """SAM 3 with its video tracker, random weights, as a transformers folder (skipped if written).
+
+    transformers' default ``Sam3VideoConfig`` (facebook/sam3's sizes: a 1008 px ViT detector, a CLIP
+    text encoder, the DETR heads and the SAM 2-style tracker; 860 M parameters, 3.4 GB in fp32),
+    the tiny CLIP tokenizer (any token id fits the real vocabulary) and the processor settings of
+    facebook/sam3. The tracker's object score leans towards "present", as for SAM 2.1. Random
+    detections score about 0.25: run it with a low threshold and ``max_objects`` to track a given
+    number of objects. Building it takes a few minutes and about 4 GB of memory.
+    """
+    import json
+
+    from transformers import CLIPTokenizer, Sam3VideoConfig, Sam3VideoModel
+
+    from .tiny_diffusers import write_tiny_clip_tokenizer
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file():
+        return folder
+    log.info("building SAM 3 video (860 M parameters, random weights) in %s ...", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tiny_clip_tokenizer(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+    config = Sam3VideoConfig()
+    text = config.detector_config.text_config
+    text.bos_token_id, text.eos_token_id, text.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.eos_token_id
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Sam3VideoModel(config).eval()
+    with torch.no_grad():
+        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(4.0)
+    model.save_pretrained(str(folder))
+    del model
+    side = int(config.detector_config.vision_config.image_size)
+    common = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+              "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2, "rescale_factor": 1 / 255,
+              "size": {"height": side, "width": side}}
+    mask = int(config.low_res_mask_size)
+    (folder / "processor_config.json").write_text(json.dumps({
+        "image_processor": {**common, "image_processor_type": "Sam3ImageProcessor", "mask_size": {"height": mask, "width": mask}},
+        "processor_class": "Sam3VideoProcessor", "target_size": side,
+        "video_processor": {**common, "return_metadata": False, "video_processor_type": "Sam2VideoVideoProcessor"},
+    }, indent=2) + "\n", encoding="utf-8")
+    return folder

@@ -47,6 +47,7 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
         root/sam2/sam2.1_hiera_tiny_random.safetensors    Meta's SAM 2.1 layout (kijai's files)
         root/sam2/sam2.1-hf-tiny-random/                  transformers Sam2Model folder
         root/sam3/sam3-tiny-random/                       transformers Sam3Model folder (text → masks)
+        root/sam3/sam3-video-tiny-random/                 transformers Sam3VideoModel folder (detector + tracker)
         root/sam2/sam2.1_hiera_tiny_video_random.pt       Meta's SAM 2.1 layout with the video-tracking weights
         root/sam2/sam2.1-video-hf-tiny-random/            transformers Sam2VideoModel folder (64 px)
         root/vitmatte/vitmatte-tiny-random/               transformers VitMatteForImageMatting folder (matting)
@@ -54,8 +55,8 @@ def write_models_folder(root: str | Path, seed: int = 0) -> dict[str, Path]:
     Returns:
         ``{role: path}`` for each model written (roles: ``grounding_dino``, ``mm_grounding_dino``,
         ``grounding_dino_original``, ``sam_meta``, ``sam_hf``, ``sam_hq_meta``, ``sam_hq_hf``,
-        ``sam2_file``, ``sam2_hf``, ``sam3``, ``sam2_video_file``, ``sam2_video_hf``, ``vitmatte``; ``sam3`` and the video
-        models only where transformers has them).
+        ``sam2_file``, ``sam2_hf``, ``sam3``, ``sam3_video``, ``sam2_video_file``, ``sam2_video_hf``, ``vitmatte``;
+        ``sam3``, ``sam3_video`` and the SAM 2.1 video models only where transformers has them).
     """
     root = Path(root)
     return {
@@ -86,13 +87,17 @@ def _sam2_video_models(root: Path, seed: int) -> dict[str, Path]:
 
 
 def _sam3_model(root: Path, seed: int) -> dict[str, Path]:
-    """``{"sam3": path}``, or nothing (with a warning) where transformers predates SAM 3 (before 5.0)."""
+    """``{"sam3": path, "sam3_video": path}`` (:mod:`.tiny_sam3`, :mod:`.tiny_sam3_video`), or nothing (with a
+    warning) where transformers predates SAM 3 (before 5.0)."""
     import transformers
 
     if not hasattr(transformers, "Sam3Model"):
         log.warning("transformers %s has no Sam3Model: the tiny SAM 3 folder is not written", transformers.__version__)
         return {}
-    return {"sam3": write_tiny_sam3(root / "sam3" / "sam3-tiny-random", seed)}
+    from .tiny_sam3_video import write_tiny_sam3_video
+
+    return {"sam3": write_tiny_sam3(root / "sam3" / "sam3-tiny-random", seed),
+            "sam3_video": write_tiny_sam3_video(root / "sam3" / "sam3-video-tiny-random", seed)}
 
 
 def _extra_sam_models(root: Path, seed: int) -> dict[str, Path]:

@@ -1,7 +1,8 @@
 """The ``track`` command: ``python -m grounded_inpaint track CLIP --prompt "person" --out DIR``.
 
 ``CLIP`` is a video file (needs PyAV: ``pip install "grounded-inpaint[video]"``) or a folder of
-frames. Writes into ``DIR``:
+frames. ``--engine sam2`` (default): GroundingDINO + SAM 2.1's video memory; ``--engine sam3``: SAM 3
+alone (its detector and tracker, a transformers 5 folder in ``models/sam3``). Writes into ``DIR``:
 
 * ``masks/NNNNN.png`` (or the input frame's name for folders): the inpainting mask per frame — the
   union of the selected objects (white = repaint; ``--invert`` keeps them and repaints the rest);
@@ -27,8 +28,9 @@ __all__ = ["add_track_arguments", "run_track"]
 log = logging.getLogger("grounded_inpaint")
 
 _SETTINGS = (
-    "detector", "video_model", "models", "device", "precision", "detect_every", "max_objects", "box_threshold",
-    "text_threshold", "nms_iou", "ids", "labels", "invert", "grow", "fill_holes", "min_area", "feather", "no_download",
+    "engine", "detector", "video_model", "models", "device", "precision", "detect_every", "max_objects", "box_threshold",
+    "text_threshold", "nms_iou", "threshold", "new_object_threshold", "ids", "labels", "invert", "grow", "fill_holes",
+    "min_area", "feather", "no_download",
 )
 
 
@@ -37,34 +39,44 @@ def add_track_arguments(subparsers: Any) -> argparse.ArgumentParser:
     from ..cli_support import add_logging_options, count_arg, fraction_arg, models_default, number_arg
     from ..detector import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD
     from ..models import DEFAULT_DETECTOR
-    from . import DEFAULT_DETECT_EVERY, DEFAULT_MAX_OBJECTS, DEFAULT_VIDEO_MODEL
+    from . import DEFAULT_DETECT_EVERY, DEFAULT_MAX_OBJECTS, DEFAULT_SAM3_VIDEO_MODEL, DEFAULT_VIDEO_MODEL
     from .tracker import MAX_OBJECTS_LIMIT
 
     p = subparsers.add_parser(
         "track", help="track the objects named by --prompt through a video or a folder of frames; write a mask per frame",
         description="GroundingDINO finds the objects on the first frame and every --detect-every frames; SAM 2.1's "
-        "video memory follows each one between them with a stable id. Writes masks/ (one PNG per frame), "
-        "tracks.json (ids, labels, boxes per frame) and masks.mp4 (with PyAV) into OUT.",
+        "video memory follows each one between them with a stable id (--engine sam3: SAM 3 alone finds and follows "
+        "them). Writes masks/ (one PNG per frame), tracks.json (ids, labels, boxes per frame) and masks.mp4 (with "
+        "PyAV) into OUT.",
     )
     add_logging_options(p, top_level=False)
     p.add_argument("clip", metavar="CLIP", type=Path, help="a video file (.mp4, .mov, .webm, ...; needs PyAV) or a folder of frames")
     p.add_argument("-p", "--prompt", required=True, help='what to track, e.g. "person" or "dress, handbag"')
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
-    p.add_argument("--models", default=models_default(), type=Path, help="models folder (grounding-dino/, sam2/, sams/)")
+    p.add_argument("--models", default=models_default(), type=Path, help="models folder (grounding-dino/, sam2/, sams/, sam3/)")
+    p.add_argument("--engine", choices=["sam2", "sam3"], default="sam2",
+                   help="sam2: GroundingDINO + SAM 2.1 video (default); sam3: SAM 3 alone, its own detector and tracker "
+                   "(transformers 5)")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"GroundingDINO model name or path (default {DEFAULT_DETECTOR})")
-    p.add_argument("--video-model", default=DEFAULT_VIDEO_MODEL,
+    p.add_argument("--video-model", default=None,
                    help=f"SAM 2.1 model with its video weights: Meta's .pt, kijai's .safetensors or a sam2.1-hiera-* "
-                   f"transformers folder (default {DEFAULT_VIDEO_MODEL})")
+                   f"transformers folder (default {DEFAULT_VIDEO_MODEL}); with --engine sam3 a SAM 3 folder with its "
+                   f"tracker in models/sam3 (default {DEFAULT_SAM3_VIDEO_MODEL}, facebook/sam3)")
     p.add_argument("--no-download", action="store_true", help="never download; fail if a model is missing")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="model precision")
-    p.add_argument("--detect-every", type=count_arg(0), default=DEFAULT_DETECT_EVERY,
-                   help=f"run the detector every N frames (default {DEFAULT_DETECT_EVERY}; 0 = the first frame only)")
+    p.add_argument("--detect-every", type=count_arg(0), default=None,
+                   help=f"run the detector every N frames (default {DEFAULT_DETECT_EVERY}, with --engine sam3 1; 0 = the "
+                   "first frame only)")
     p.add_argument("--max-objects", type=count_arg(1, MAX_OBJECTS_LIMIT), default=DEFAULT_MAX_OBJECTS,
                    help=f"track at most N objects at once (default {DEFAULT_MAX_OBJECTS})")
     p.add_argument("--box-threshold", type=fraction_arg, default=DEFAULT_BOX_THRESHOLD, help="minimum box score, 0..1")
     p.add_argument("--text-threshold", type=fraction_arg, default=DEFAULT_TEXT_THRESHOLD, help="minimum word score, 0..1")
     p.add_argument("--nms-iou", type=number_arg(low=0.0), default=DEFAULT_NMS_IOU, help="same-label box overlap to drop (1 = off)")
+    p.add_argument("--threshold", type=fraction_arg, default=None,
+                   help="--engine sam3: a detection counts above this score (default: the model's, 0.5)")
+    p.add_argument("--new-object-threshold", type=fraction_arg, default=None,
+                   help="--engine sam3: an unmatched detection starts a new object from this score (default: the model's, 0.7)")
     p.add_argument("--ids", default="", help='use only these object ids in the masks, e.g. "1,3" (default all)')
     p.add_argument("--labels", default="", help='use only objects with these labels, e.g. "person"')
     p.add_argument("--invert", action="store_true", help="keep the objects and repaint everything else")
@@ -76,6 +88,13 @@ def add_track_arguments(subparsers: Any) -> argparse.ArgumentParser:
                    help="frame rate of masks.mp4 for a folder of frames (default 25; videos keep their own)")
     p.set_defaults(func=run_track)
     return p
+
+
+def engine_default_every(engine: Any) -> int:
+    """The engine's own detector interval (10 for SAM 2.1 + GroundingDINO, 1 for SAM 3)."""
+    from .tracker import DEFAULT_DETECT_EVERY
+
+    return int(getattr(engine, "default_detect_every", DEFAULT_DETECT_EVERY))
 
 
 def _parse_ids(text: str) -> list[int] | None:
@@ -97,7 +116,7 @@ def run_track(args: argparse.Namespace) -> int:
     from ..masks import make_inpaint_mask, select_instances
     from ..models import load_detector
     from ..prompts import normalize_prompt
-    from . import load_video_model, track_frames
+    from . import DEFAULT_SAM3_VIDEO_MODEL, DEFAULT_VIDEO_MODEL, load_sam3_video_model, load_video_model, track_frames
     from .frames import PYAV_PIP, MaskVideoWriter, have_pyav, open_clip
 
     normalize_prompt(args.prompt)
@@ -111,10 +130,24 @@ def run_track(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     device = pick_device(args.device)
     dtype = pick_dtype(args.precision, device)
-    detector_path, video_path = resolve_all([(args.detector, "grounding-dino"), (args.video_model, "sam")], args.models,
-                                            download=not args.no_download)
-    detector = load_detector(detector_path, args.models, device=device, dtype=dtype, download=not args.no_download)
-    engine = load_video_model(video_path, args.models, device=device, dtype=dtype, download=False)
+    sam3 = args.engine == "sam3"
+    if sam3:
+        from .sam3_video import require_sam3_video
+
+        try:
+            require_sam3_video()  # before any download
+        except ImportError as exc:
+            raise CliError(str(exc)) from None
+        args.video_model = args.video_model or DEFAULT_SAM3_VIDEO_MODEL
+        (video_path,) = resolve_all([(args.video_model, "sam3")], args.models, download=not args.no_download)
+        detector, detector_path = None, None
+        engine = load_sam3_video_model(video_path, args.models, device=device, dtype=dtype, download=False)
+    else:
+        args.video_model = args.video_model or DEFAULT_VIDEO_MODEL
+        detector_path, video_path = resolve_all([(args.detector, "grounding-dino"), (args.video_model, "sam")], args.models,
+                                                download=not args.no_download)
+        detector = load_detector(detector_path, args.models, device=device, dtype=dtype, download=not args.no_download)
+        engine = load_video_model(video_path, args.models, device=device, dtype=dtype, download=False)
     masks_dir = prepare_output_folder(args.out / "masks")
     video = None
     if have_pyav():
@@ -127,6 +160,7 @@ def run_track(args: argparse.Namespace) -> int:
     results = track_frames(
         detector, engine, clip.frames(), args.prompt, detect_every=args.detect_every, max_objects=args.max_objects,
         box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms_iou=args.nms_iou, total=clip.count,
+        threshold=args.threshold, new_object_threshold=args.new_object_threshold,
     )
     try:
         with progress_bar(clip.count or 0, "tracking", args.quiet) as bar:
@@ -149,7 +183,9 @@ def run_track(args: argparse.Namespace) -> int:
             video.close()
     height, width = segments.image_size
     settings = {name: (str(v) if isinstance(v, Path) else v) for name in _SETTINGS for v in [getattr(args, name, None)]}
-    settings.update(detector_path=str(detector_path), video_model_path=str(video_path), device_used=str(device),
+    settings.update(detector_path=str(detector_path) if detector_path else None, video_model_path=str(video_path),
+                    detect_every_used=args.detect_every if args.detect_every is not None else engine_default_every(engine),
+                    device_used=str(device),
                     precision_used=str(dtype).replace("torch.", ""))
     write_json(args.out / "tracks.json", {
         "clip": str(args.clip),

@@ -1,4 +1,6 @@
-"""Words to tracked masks through a clip: the one entry point (:func:`grounded_track`).
+"""Words to tracked masks through a clip: the one entry point (:func:`grounded_track`), for both engines.
+
+**SAM 2.1 + GroundingDINO** (``engine`` from :func:`grounded_inpaint.video.load_video_model`):
 
 GroundingDINO runs on the first frame and then every ``detect_every`` frames; between those key
 frames the video model (SAM 2.1's memory, :mod:`.sam2_video`) carries every object from frame to
@@ -7,6 +9,12 @@ objects start tracks with new ids, drifting tracks are re-anchored with their de
 tracks the video model has lost for too long end. Every frame gives a
 :class:`~grounded_inpaint.structures.Segments` — the same type as for single images, so the mask,
 overlay and cut-out steps work per frame — whose instances carry their object ``ids``.
+
+**SAM 3** (``engine`` from :func:`grounded_inpaint.video.load_sam3_video_model`, no detector):
+SAM 3's own detector finds the prompt's concepts (on every frame by default, or every
+``detect_every`` frames) and its tracker carries them; ids, new objects, re-conditioning and ending
+follow SAM 3's own rules (:mod:`.sam3_video`), and the results are the same
+:class:`~grounded_inpaint.structures.Segments` with ids, labels (the concept) and scores.
 
 Frames stream through: :func:`track_frames` takes any iterable of frames (a video being decoded, a
 folder being read) and yields each frame's result as soon as it is ready; :func:`grounded_track`
@@ -52,7 +60,7 @@ def track_frames(
     frames: Iterable[Any],
     prompt: str,
     *,
-    detect_every: int = DEFAULT_DETECT_EVERY,
+    detect_every: int | None = None,
     max_objects: int = DEFAULT_MAX_OBJECTS,
     box_threshold: float = DEFAULT_BOX_THRESHOLD,
     text_threshold: float = DEFAULT_TEXT_THRESHOLD,
@@ -65,26 +73,33 @@ def track_frames(
     progress: Callable[[int, int], None] | None = None,
     interrupt: InterruptCheck | None = None,
     stage: Callable[[str], ContextManager[Any]] | None = None,
+    threshold: float | None = None,
+    new_object_threshold: float | None = None,
 ) -> Iterator[Segments]:
     """Track the objects named in ``prompt`` through ``frames``, yielding one result per frame.
 
     Arguments:
         detector: a loaded GroundingDINO (:func:`grounded_inpaint.models.load_detector`), or anything
             with its ``detect(images, prompt, box_threshold, text_threshold, max_detections, nms_iou,
-            interrupt=...)``.
-        engine: a video model (:func:`grounded_inpaint.video.load_video_model`): ``start((H, W),
-            state_device=...)`` returns a stream whose ``step(frame, prompts, remove=, interrupt=)``
-            gives ``{id: TrackedMask}`` per frame.
+            interrupt=...)``; ``None`` with SAM 3 (ignored: SAM 3 finds the objects itself).
+        engine: a video model: SAM 2.1 (:func:`grounded_inpaint.video.load_video_model`:
+            ``start((H, W), state_device=...)`` returns a stream whose ``step(frame, prompts, remove=,
+            interrupt=)`` gives ``{id: TrackedMask}`` per frame) or SAM 3
+            (:func:`grounded_inpaint.video.load_sam3_video_model`, marked ``text_driven``).
         frames: ``[H, W, 3]`` images (tensors 0..1, arrays, PIL), all the same size, in order; a
             ``[B, H, W, C]`` tensor works too. Read lazily: one frame at a time.
         prompt: e.g. ``"person"`` or ``"dress, handbag"``.
         detect_every: run the detector on every N-th frame (frame 0, N, 2N, ...); 0 = the first
-            frame only.
+            frame only. Default: 10 with SAM 2.1, 1 (every frame) with SAM 3.
         max_objects: at most this many objects tracked at once (1..64; the best-scoring detections
             first).
-        box_threshold, text_threshold, nms_iou: the detector's settings (see
-            :meth:`grounded_inpaint.detector.GroundingDinoDetector.detect`).
-        match_iou, reanchor_iou, forget_after: the id rules (:class:`.tracks.TrackBook`).
+        box_threshold, text_threshold, nms_iou: GroundingDINO's settings (see
+            :meth:`grounded_inpaint.detector.GroundingDinoDetector.detect`); SAM 2.1 only.
+        match_iou, reanchor_iou: the id rules (:class:`.tracks.TrackBook`); SAM 2.1 only.
+        forget_after: a track unseen for more than this many frames in a row ends (both engines).
+        threshold, new_object_threshold: SAM 3 only: a detection counts above ``threshold`` and starts
+            a new object from ``new_object_threshold`` (default: the model's 0.5 and 0.7; see
+            :class:`.sam3_video.Sam3VideoStream`).
         state_device: where the memory bank lives (default: the model's device; ComfyUI's nodes
             pass its offload device).
         total: the number of frames, when known, for ``progress``.
@@ -96,15 +111,28 @@ def track_frames(
     Yields:
         One :class:`Segments` per frame, in order, with ``ids`` (empty where nothing is tracked).
         Instances are ordered by id; ``scores`` is the detection score of the object's latest
-        matched detection, ``quality`` the video model's confidence that the object is visible.
+        matched detection (SAM 3: the score it started with), ``quality`` the video model's
+        confidence that the object is visible.
 
     Raises:
         EmptyPromptError: the prompt names nothing (before any model runs).
         ValueError: a parameter out of range, or a frame of another size (naming the frame).
     """
     normalize_prompt(prompt)
+    if detect_every is None:
+        detect_every = getattr(engine, "default_detect_every", DEFAULT_DETECT_EVERY)
     detect_every = count("detect_every", detect_every, low=0, meaning="(0 = the first frame only)")
     max_objects = count("max_objects", max_objects, low=1, high=MAX_OBJECTS_LIMIT)
+    forget_after = count("forget_after", forget_after, low=0)
+    threshold = fraction("threshold", threshold, allow_none=True, meaning="(None = the model's own)")
+    new_object_threshold = fraction("new_object_threshold", new_object_threshold, allow_none=True,
+                                    meaning="(None = the model's own)")
+    if getattr(engine, "text_driven", False):
+        yield from _track_text_driven(
+            engine, frames, prompt, detect_every=detect_every, max_objects=max_objects, threshold=threshold,
+            new_object_threshold=new_object_threshold, forget_after=forget_after, state_device=state_device, total=total,
+            progress=progress, interrupt=interrupt, stage=stage)
+        return
     box_threshold = fraction("box_threshold", box_threshold)
     text_threshold = fraction("text_threshold", text_threshold)
     book = TrackBook(max_objects=max_objects, match_iou=match_iou, reanchor_iou=reanchor_iou, forget_after=forget_after)
@@ -139,6 +167,45 @@ def track_frames(
             if ended:
                 log.debug("frame %d: tracks %s ended (unseen for more than %d frames)", index, ended, book.forget_after)
             yield _segments(size, results, seen, book)
+            if progress is not None:
+                progress(index + 1, total or 0)
+    if size is None:
+        raise ValueError("the clip has no frames")
+
+
+def _track_text_driven(engine: Any, frames: Iterable[Any], prompt: str, *, detect_every: int, max_objects: int,
+                       threshold: float | None, new_object_threshold: float | None, forget_after: int,
+                       state_device: Any, total: int | None, progress: Callable[[int, int], None] | None,
+                       interrupt: InterruptCheck | None, stage: Callable[[str], ContextManager[Any]] | None
+                       ) -> Iterator[Segments]:
+    """:func:`track_frames` with an engine that finds the objects itself (SAM 3, :mod:`.sam3_video`)."""
+    enter = stage if stage is not None else (lambda _name: contextlib.nullcontext())
+    stream = None
+    size: tuple[int, int] | None = None
+    with enter("track"):
+        for index, raw in enumerate(frames):
+            if interrupt is not None:
+                interrupt()
+            frame = to_rgb(raw, name=f"frame {index + 1}")
+            if size is None:
+                size = (int(frame.shape[0]), int(frame.shape[1]))
+                stream = engine.start(size, prompt, state_device=state_device, max_objects=max_objects, threshold=threshold,
+                                      new_object_threshold=new_object_threshold, forget_after=forget_after)
+            elif tuple(frame.shape[:2]) != size:
+                raise ValueError(
+                    f"frame {index + 1} is {frame.shape[1]}x{frame.shape[0]} but the clip's first frame is "
+                    f"{size[1]}x{size[0]}; every frame of a clip must have the same size (resize them first)"
+                )
+            results = stream.step(frame, detect=_is_key(index, detect_every), interrupt=interrupt)
+            ids = sorted(results)
+            if ids:
+                masks = torch.stack([results[i].mask for i in ids])
+                yield Segments(masks, torch.stack([mask_box(m) for m in masks]), torch.tensor([results[i].score for i in ids]),
+                               torch.tensor([results[i].visibility for i in ids]), [results[i].label for i in ids], size,
+                               torch.tensor(ids, dtype=torch.int64))
+            else:
+                yield Segments(torch.zeros(0, *size, dtype=torch.bool), torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), [],
+                               size, torch.zeros(0, dtype=torch.int64))
             if progress is not None:
                 progress(index + 1, total or 0)
     if size is None:
