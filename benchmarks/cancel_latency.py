@@ -3,11 +3,12 @@
 Starts ComfyUI (``COMFYUI_DIR``, ``COMFYUI_PYTHON``; see ``grounded_inpaint.testing.comfy_server``)
 with this pack and real-size random-weight GroundingDINO Swin-T and SAM ViT-B (Meta's layout),
 loads them once, then queues Load Image (a 3000x2000 photo: coffee.png enlarged) → Grounded Segment
-→ Mask from Segmentation → Save Image again and again, each time with a new prompt (so nothing is
-cached), and sends ``POST /interrupt`` after 1, 3, 6, … seconds — inside GroundingDINO's backbone,
-encoder and decoder, SAM's encoder and decoder and the mask upsampling. The latency is measured
-until ``/history`` reports the prompt interrupted (polled every 20 ms). Prints every latency and the
-worst case.
+→ Mask from Segmentation → Save Image again and again, each time with a new prompt, the pack's
+feature cache turned off in the server (``GROUNDED_INPAINT_CACHE_MB=0``, so every run computes
+every stage), and sends ``POST /interrupt`` at points spread over the run — inside GroundingDINO's
+backbone, encoder and decoder, SAM's encoder and decoder, the mask upsampling and the node's
+preview. The latency is measured until ``/history`` reports the prompt ended (polled every 20 ms).
+Prints every latency and the worst case.
 
 Usage: ``COMFYUI_DIR=... COMFYUI_PYTHON=... python benchmarks/cancel_latency.py [--delays 1,3,6,9,12,15]``
 """
@@ -57,7 +58,8 @@ def wait_ended(server, prompt_id: str, timeout: float) -> tuple[float, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--delays", default="1,3,6,9,12,15,18,21", help="seconds after queueing to press Cancel")
+    parser.add_argument("--delays", default="0.5,2,4,6,8,10,12,14,16,18,20,22,24,26",
+                        help="seconds after queueing to press Cancel (those past the length of a whole run are skipped)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where the random-weight models are kept")
     args = parser.parse_args()
     if not os.environ.get("COMFYUI_DIR"):
@@ -69,7 +71,7 @@ def main() -> int:
 
     write_real_size_models(args.workdir, hf_sam=False)
     work = Path(tempfile.mkdtemp(prefix="cancel-latency-"))
-    server = ComfyServer(work, args.workdir)
+    server = ComfyServer(work, args.workdir, env={"GROUNDED_INPAINT_CACHE_MB": "0"})
     Image.open(ROOT / "assets" / "coffee.png").convert("RGB").resize((3000, 2000), Image.BICUBIC).save(work / "input" / "photo_3000x2000.png")
     try:
         server.wait_ready()

@@ -42,15 +42,14 @@ class Overlay:
         b = images.shape[0]
         if segments is not None:
             n = batch_size_for(image=b, segments=len(segments))
-            out = [draw_segments(pick(images, i), pick(segments, i), opacity=opacity, boxes=show_boxes, labels=show_labels,
-                                 scores=show_labels) for i in range(n)]
+            result = runtime.draw_each(n, lambda i: draw_segments(pick(images, i), pick(segments, i), opacity=opacity,
+                                                                  boxes=show_boxes, labels=show_labels, scores=show_labels))
         elif mask is not None:
             masks = as_mask_batch(mask).cpu()
             n = batch_size_for(image=b, mask=masks.shape[0])
-            out = [draw_mask(pick(images, i), pick(masks, i), opacity=opacity) for i in range(n)]
+            result = runtime.draw_each(n, lambda i: draw_mask(pick(images, i), pick(masks, i), opacity=opacity))
         else:
             raise ValueError("Overlay needs something to show: connect segments or a mask")
-        result = torch.stack(out)
         return {"ui": runtime.preview_images(result, "grounded_inpaint_overlay"),
                 "result": (result.to(runtime.intermediate_device()),)}
 

@@ -122,6 +122,6 @@ class Sam3Segment:
                 images, prompt, threshold, mask_threshold, max_instances or None, boxes,
                 overlap_iou=overlap_iou if overlap_iou < 1.0 else None,
                 progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt)
-        preview = torch.stack([draw_segments(images[i].cpu(), segments[i]) for i in range(len(segments))])
+        preview = runtime.draw_each(len(segments), lambda i: draw_segments(images[i].cpu(), segments[i]))
         device = runtime.intermediate_device()
         return {"ui": runtime.preview_images(preview), "result": (segments, union_masks(segments).to(device), preview.to(device))}

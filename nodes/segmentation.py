@@ -72,7 +72,7 @@ class GroundingDinoDetect:
                 images, prompt, box_threshold, text_threshold, max_detections or None, nms_iou,
                 progress=runtime.progress_callback(bar), interrupt=runtime.check_interrupt,
             )
-        preview = torch.stack([draw_detections(images[i].cpu(), results[i]) for i in range(len(results))])
+        preview = runtime.draw_each(len(results), lambda i: draw_detections(images[i].cpu(), results[i]))
         return {"ui": runtime.preview_images(preview), "result": (results, _to_intermediate(preview), sum(len(r) for r in results))}
 
 
@@ -140,7 +140,7 @@ class SamSegment:
 
 def _segment_outputs(images: torch.Tensor, segments):
     """The node result: SEGMENTS, their union MASK and the preview (also shown inside the node)."""
-    preview = torch.stack([draw_segments(images[i].cpu(), segments[i]) for i in range(len(segments))])
+    preview = runtime.draw_each(len(segments), lambda i: draw_segments(images[i].cpu(), segments[i]))
     result = (segments, _to_intermediate(union_masks(segments)), _to_intermediate(preview))
     return {"ui": runtime.preview_images(preview), "result": result}
 

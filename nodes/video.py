@@ -88,7 +88,7 @@ def _labelled(segments: Segments) -> Segments:
 
 def _preview(images: torch.Tensor, segments: list[Segments]) -> tuple[torch.Tensor, dict]:
     """Every frame with its objects drawn (the IMAGE output), and the node's UI showing a few of them."""
-    preview = torch.stack([draw_segments(images[i].cpu(), _labelled(segments[i])) for i in range(len(segments))])
+    preview = runtime.draw_each(len(segments), lambda i: draw_segments(images[i].cpu(), _labelled(segments[i])))
     count = preview.shape[0]
     shown = sorted({round(k * (count - 1) / max(1, PREVIEW_FRAMES - 1)) for k in range(min(count, PREVIEW_FRAMES))})
     return preview, runtime.preview_images(preview[shown])

@@ -301,6 +301,22 @@ def test_exact_round_trip(tmp_path):
     assert np.asarray(Image.open(tmp_path / "m.png")).tolist() == [[0, 255]]
 
 
+def test_png_compress_level_keeps_the_pixels_and_is_checked(tmp_path):
+    img = torch.linspace(0, 1, 60).expand(40, 60)[..., None].repeat(1, 1, 3)  # smooth: compresses well
+    default = save_image(img, tmp_path / "default.png")
+    fast = save_image(img, tmp_path / "fast.png", compress_level=1)
+    stored = save_image(img, tmp_path / "stored.png", compress_level=0)
+    pixels = np.asarray(Image.open(default))
+    assert np.array_equal(np.asarray(Image.open(fast)), pixels) and np.array_equal(np.asarray(Image.open(stored)), pixels)
+    assert stored.stat().st_size > default.stat().st_size  # level 0 stores the pixels uncompressed
+    for bad in (-1, 10, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="compress_level must be an integer from 0 to 9"):
+            save_image(img, tmp_path / "bad.png", compress_level=bad)
+    with pytest.raises(ValueError, match="PNG files only"):
+        save_image(img, tmp_path / "a.jpg", compress_level=1)
+    assert not (tmp_path / "bad.png").exists() and not (tmp_path / "a.jpg").exists()
+
+
 @pytest.mark.parametrize("interruption", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_an_interrupted_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch, interruption):
     target = tmp_path / "out.png"

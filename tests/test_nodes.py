@@ -353,6 +353,24 @@ def test_overlay_preview_and_errors(pack, comfy, models_dir, tmp_path):
         node(pack, "GroundedInpaintOverlay").draw(images, 0.5, True, True)
 
 
+def test_cancel_while_previews_are_drawn_and_saved(pack, comfy, tmp_path):
+    """Previews of a large batch are checked for Cancel picture by picture, and nothing is saved after it."""
+    images, mask = torch.rand(4, 32, 32, 3), torch.zeros(4, 32, 32)
+    comfy.interrupt_checks = 0
+    node(pack, "GroundedInpaintOverlay").draw(images, 0.5, True, True, mask=mask)
+    assert comfy.interrupt_checks >= 8  # before each of 4 drawings and each of 4 saved previews
+    saved = set((tmp_path / "temp").iterdir())
+    for after in (2, 6):  # while drawing, while saving
+        comfy.interrupt, comfy.interrupt_checks, comfy.interrupt_after = False, 0, after
+        with pytest.raises(InterruptProcessingException):
+            node(pack, "GroundedInpaintOverlay").draw(images, 0.5, True, True, mask=mask)
+        assert comfy.interrupt_checks == after
+        new = set((tmp_path / "temp").iterdir()) - saved
+        assert len(new) == max(0, after - 1 - 4)  # previews saved before Cancel, none after; no temp files
+        saved |= new
+    comfy.interrupt, comfy.interrupt_after = False, None
+
+
 def test_cut_out_then_composite_is_pixel_exact(pack, comfy):
     image = torch.rand(1, 30, 40, 3)
     mask = torch.zeros(1, 30, 40)

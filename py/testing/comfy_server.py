@@ -48,7 +48,8 @@ def post(url: str, payload: dict, timeout: float = 30.0):
 class ComfyServer:
     """``python main.py --cpu`` in ``work`` (its own input/output/temp folders and models folder)."""
 
-    def __init__(self, work: Path, models: Path, *, extra_folders: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, work: Path, models: Path, *, extra_folders: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.work, self.models = work, models
         nodes_dir = work / "custom_nodes"
         nodes_dir.mkdir(exist_ok=True)
@@ -74,7 +75,7 @@ class ComfyServer:
             [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
              "--extra-model-paths-config", str(self.config), "--input-directory", str(work / "input"),
              "--output-directory", str(work / "output"), "--temp-directory", str(work / "temp"), *extra_args],
-            cwd=COMFYUI_DIR, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=COMFYUI_DIR, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self, timeout: float = 180) -> None:
