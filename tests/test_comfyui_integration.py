@@ -244,12 +244,6 @@ def test_video_track_saves_one_inverted_mask_per_frame(comfy_server):
     track = _find(wf, "GroundedInpaintGroundedTrack")
     wf[track]["inputs"].update(box_threshold=0.0, text_threshold=0.0, max_objects=2, detect_every=5)  # random weights
     _add_save(wf, "900", [track, 1], mask=True)
-    if not _server_has_sam3():  # a server on transformers 4: the loader names the pip command, nothing is downloaded
-        entry = server.wait(server.queue(wf), timeout=600, statuses=("error",))
-        errors = [m for kind, m in entry["status"]["messages"] if kind == "execution_error"]
-        assert errors and errors[0]["node_type"] == "GroundedInpaintLoadSam3Video"
-        assert 'pip install -U "transformers>=5"' in errors[0]["exception_message"]
-        return
     entry = server.run(wf, timeout=600)
     masks = entry["outputs"][_find(wf, "SaveImage", "Save the mask of every frame")]["images"]
     objects = entry["outputs"]["900"]["images"]
